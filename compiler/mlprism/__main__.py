@@ -1,0 +1,3 @@
+from mlprism._internal.cli import main
+
+raise SystemExit(main())

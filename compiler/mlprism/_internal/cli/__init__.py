@@ -1,0 +1,86 @@
+"""The `mlprism` command line. Exit codes: 0 ok, 1 a pipeline or check failed,
+2 user error (spec or command line), 3 internal error (a bug: please report)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from mlprism.diagnostics import Diagnostic, DiagnosticError, Severity
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+
+#: Command modules, each with register(subparsers). Heavy imports stay inside their handlers.
+COMMAND_MODULES = (
+    "mlprism._internal.cli.core",
+)
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse's own errors become diagnostics
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from mlprism._version import __version__
+
+    parser = _Parser(prog="mlprism", description="Compile one ML pipeline spec to many targets, or run it here.")
+    parser.add_argument("--version", action="version", version=f"mlprism {__version__}")
+    parser.add_argument("-p", dest="plugin_options", action="append", default=[], metavar="NAME",
+                        help="load plugin NAME, or `no:NAME` to skip it (repeatable)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def print_diagnostics(diags: Sequence[Diagnostic], as_json: bool = False, stream: Any = None) -> None:
+    if as_json:
+        print(json.dumps({"ok": not any(d.is_error for d in diags),
+                          "diagnostics": [d.to_dict() for d in diags]}, indent=2))
+        return
+    stream = stream or sys.stderr
+    for d in diags:
+        print(d.render(), file=stream)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("MLPRISM_DEBUG") == "1"
+    as_json = "--json" in argv
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "handler", None):
+            parser.print_help()
+            return EXIT_USAGE
+        return int(args.handler(args) or 0)
+    except UsageError as exc:
+        print_diagnostics([Diagnostic("MLP002", str(exc), None, "run `mlprism --help` (or `mlprism COMMAND --help`)")],
+                          as_json)
+        return EXIT_USAGE
+    except DiagnosticError as exc:
+        print_diagnostics(exc.diagnostics, as_json)
+        return EXIT_USAGE if any(d.is_error for d in exc.diagnostics) else EXIT_OK
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as exc:
+        if debug:
+            raise
+        print_diagnostics([Diagnostic("MLP001", f"internal error: {type(exc).__name__}: {exc}", None,
+                                      "this is a bug: rerun with --debug and report the traceback",
+                                      Severity.ERROR)], as_json)
+        return EXIT_INTERNAL

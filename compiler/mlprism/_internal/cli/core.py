@@ -1,0 +1,158 @@
+"""Compiler commands: validate, compile, graph, plugins, schema."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from mlprism.diagnostics import Diagnostic, DiagnosticError
+
+
+def add_spec_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", help="the pipeline spec (pipeline.yaml)")
+    p.add_argument("overrides", nargs="*", metavar="OVERRIDE",
+                   help="Hydra overrides: params.lr=0.1, +steps.x.retries=3, ~monitor, env=prod")
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("validate", help="load, compose and validate a spec")
+    add_spec_args(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler=cmd_validate)
+
+    p = sub.add_parser("compile", help="compile a spec for one or more targets")
+    add_spec_args(p)
+    p.add_argument("--target", "-t", action="append", required=True, metavar="T",
+                   help="target name (repeatable); `all` for every installed target; `ir` for the IR as JSON")
+    p.add_argument("--out", "-o", default=".", help="output directory (several targets: one subdirectory each)")
+    p.add_argument("--check", action="store_true", help="write nothing; exit 1 if DIR differs, listing the files")
+    p.set_defaults(handler=cmd_compile)
+
+    p = sub.add_parser("graph", help="print the DAG")
+    add_spec_args(p)
+    p.add_argument("--format", "-f", choices=["text", "mermaid", "dot", "json"], default="text")
+    p.add_argument("--json", action="store_true", help="same as --format json")
+    p.set_defaults(handler=cmd_graph)
+
+    p = sub.add_parser("plugins", help="list installed plugins and their targets")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_plugins)
+
+    p = sub.add_parser("schema", help="print the JSON Schema of the spec (core plus installed targets)")
+    p.set_defaults(handler=cmd_schema)
+
+
+def _plugins(args: argparse.Namespace) -> Any:
+    from mlprism._internal.compiler import get_plugins
+
+    return get_plugins(tuple(args.plugin_options))
+
+
+def load(args: argparse.Namespace, check_inputs: bool = True) -> Any:
+    from mlprism._internal.cli import print_diagnostics
+    from mlprism._internal.compiler import load_pipeline
+
+    compiled = load_pipeline(args.spec, args.overrides, plugins=_plugins(args), check_inputs=check_inputs)
+    if compiled.warnings and not getattr(args, "json", False):
+        print_diagnostics(compiled.warnings)
+    return compiled
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    compiled = load(args)
+    p = compiled.pipeline
+    if args.json:
+        print(json.dumps({"ok": True, "name": p.name, "steps": len(p.steps), "edges": len(p.edges),
+                          "diagnostics": [d.to_dict() for d in compiled.warnings]}, indent=2))
+    else:
+        print(f"ok: {p.name} ({len(p.steps)} steps, {len(p.edges)} edges)")
+    return 0
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from mlprism._internal.compiler import emit, project_path_for
+    from mlprism._internal.target import GeneratedFile
+    from mlprism._internal.write import write_files
+
+    plugins = _plugins(args)
+    names: list[str] = []
+    for t in args.target:
+        for name in (plugins.targets.names() if t == "all" else [t]):
+            if name not in names:
+                names.append(name)
+    for name in names:
+        if name != "ir":
+            plugins.targets.get(name)       # unknown target: MLP300 before any work
+    compiled = load(args)
+    pipeline = compiled.pipeline
+    project_path = project_path_for(compiled.spec_path)
+    out = Path(args.out)
+    outputs: dict[str, dict[str, GeneratedFile]] = {}
+    errors: list[Diagnostic] = []
+    for name in names:
+        try:
+            if name == "ir":
+                outputs[name] = {"pipeline.ir.json": GeneratedFile(pipeline.to_json())}
+            else:
+                outputs[name] = emit(pipeline, name, plugins, project_path)
+        except DiagnosticError as exc:
+            errors.extend(exc.diagnostics)
+    if errors:
+        raise DiagnosticError(errors)
+    stale: list[str] = []
+    for name in names:
+        dest = out if len(names) == 1 else out / name
+        result = write_files(dest, outputs[name], check=args.check)
+        if args.check:
+            stale.extend(str(dest / f) for f in result.stale)
+        else:
+            print(f"{name}: wrote {len(result.written)} file(s), {len(result.unchanged)} unchanged in {dest}")
+    if args.check:
+        if stale:
+            print("stale generated files (rerun `mlprism compile` without --check):", file=sys.stderr)
+            for f in stale:
+                print(f"  {f}", file=sys.stderr)
+            return 1
+        print(f"up to date: {', '.join(names)} in {out}")
+    return 0
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    from mlprism._internal.render import render_graph
+
+    compiled = load(args)
+    fmt = "json" if args.json else args.format
+    sys.stdout.write(render_graph(compiled.pipeline, fmt))
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from mlprism._internal.cli import print_diagnostics
+
+    plugins = _plugins(args)
+    rows = []
+    for info in plugins.infos:
+        targets = [n for n in plugins.targets.names() if plugins.targets.info(n).plugin == info.name]
+        rows.append({"name": info.name, "module": info.module, "distribution": info.distribution,
+                     "version": info.version, "targets": targets})
+    if args.json:
+        print(json.dumps({"plugins": rows, "diagnostics": [d.to_dict() for d in plugins.problems]}, indent=2))
+        return 0
+    print_diagnostics(plugins.problems)
+    if not rows:
+        print("no plugins loaded")
+    for r in rows:
+        targets = ", ".join(r["targets"]) or "-"
+        print(f"{r['name']:<16} {r['distribution']} {r['version']:<10} targets: {targets}")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from mlprism._internal.plugins import schema_sections
+    from mlprism._internal.validate import full_schema
+
+    print(json.dumps(full_schema(schema_sections(_plugins(args))), indent=2, ensure_ascii=False))
+    return 0

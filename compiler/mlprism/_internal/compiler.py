@@ -1,0 +1,159 @@
+"""The pipeline of stages: load → compose → validate → lower → graph → passes → emit.
+
+Each stage lives in its own module; this one only strings them together.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlprism.diagnostics import Diagnostic, DiagnosticError, Diagnostics, Location, Severity, did_you_mean
+from mlprism.ir import Pipeline
+from mlprism._internal import graph as graph_stage
+from mlprism._internal.compose import compose
+from mlprism._internal.features import capability_errors
+from mlprism._internal.load import load_file
+from mlprism._internal.lower import collect_locations, lower, missing_inputs
+from mlprism._internal.plugins import Plugins, load_plugins, schema_sections
+from mlprism._internal.target import EmitContext, GeneratedFile
+from mlprism._internal.validate import full_schema, schema_errors, semantic_errors
+from mlprism._internal.write import normalize
+
+_PLUGINS: dict[tuple[str, ...], Plugins] = {}
+
+
+def get_plugins(options: Sequence[str] = ()) -> Plugins:
+    """Plugins for these `-p` options, loaded once per process."""
+    key = (os.environ.get("MLPRISM_DISABLE_PLUGIN_AUTOLOAD", ""), *options)
+    if key not in _PLUGINS:
+        _PLUGINS[key] = load_plugins(options)
+    return _PLUGINS[key]
+
+
+@dataclass
+class Compiled:
+    pipeline: Pipeline
+    warnings: list[Diagnostic]
+    spec_path: Path
+
+
+def display_path(path: Path) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)
+
+
+def load_pipeline(spec: str | os.PathLike[str], overrides: Sequence[str] = (), *,
+                  plugins: Plugins | None = None, check_inputs: bool = True) -> Compiled:
+    """Run every front-end stage. Raises DiagnosticError with all errors found."""
+    plugins = plugins or get_plugins()
+    spec_path = Path(spec)
+    display = str(spec) if not spec_path.is_absolute() else display_path(spec_path)
+    spec_path = spec_path.absolute()
+    warnings: list[Diagnostic] = list(plugins.problems)
+    # 1. load (source map, duplicate keys, limits)
+    loaded = load_file(spec_path, display)
+    # 2. compose (Hydra + OmegaConf)
+    search = [p for r in plugins.manager.hook.mlprism_config_searchpath(spec_dir=spec_path.parent) if r for p in r]
+    composed = compose(spec_path, list(overrides), search, display=display, loaded=loaded)
+    config = composed.config
+    # 3. validate
+    sections = schema_sections(plugins)
+    errors = schema_errors(config, full_schema(sections), composed.locate)
+    if not errors:
+        errors = semantic_errors(config, composed.locate)
+    if errors:
+        raise DiagnosticError(errors)
+    for name in (config.get("targets") or {}):
+        if name not in plugins.targets and name not in sections:
+            warnings.append(Diagnostic("MLP300", f"no installed target is named `{name}`; its section is ignored",
+                                       composed.locate(f"targets.{name}"),
+                                       did_you_mean(name, plugins.targets.names()) or "`mlprism plugins` lists targets",
+                                       Severity.WARNING))
+    # 4. lower
+    locations = collect_locations(composed.raw, composed.locate)
+    pipeline = lower(config, composed.raw, spec_file=spec_path.name, overrides=tuple(overrides),
+                     choices=composed.choices, locations=locations)
+    # 5. graph
+    pipeline = graph_stage.build(pipeline, pipeline.location)
+    if check_inputs:
+        diags = missing_inputs(pipeline, spec_path.parent)
+        if diags:
+            raise DiagnosticError(diags)
+    # 6. passes
+    pipeline = run_passes(pipeline, plugins)
+    return Compiled(pipeline, warnings, spec_path)
+
+
+def run_passes(pipeline: Pipeline, plugins: Plugins) -> Pipeline:
+    hook = plugins.manager.hook
+    for impl in hook.mlprism_transform_ir.get_hookimpls():
+        try:
+            result = impl.function(pipeline=pipeline)
+        except DiagnosticError:
+            raise
+        except Exception as exc:
+            raise DiagnosticError([Diagnostic("MLP301", f"plugin `{impl.plugin_name}` failed in mlprism_transform_ir: "
+                                              f"{type(exc).__name__}: {exc}", None, f"skip it with `-p no:{impl.plugin_name}`")])
+        if result is not None:
+            if not isinstance(result, Pipeline):
+                raise DiagnosticError([Diagnostic("MLP301", f"plugin `{impl.plugin_name}` returned "
+                                                  f"{type(result).__name__} from mlprism_transform_ir, not a Pipeline")])
+            pipeline = graph_stage.build(result, pipeline.location)
+    diags = Diagnostics()
+    try:
+        hook.mlprism_validate_ir(pipeline=pipeline, diagnostics=diags)
+    except Exception as exc:
+        raise DiagnosticError([Diagnostic("MLP301", f"a plugin failed in mlprism_validate_ir: {type(exc).__name__}: {exc}")])
+    diags.raise_if_errors()
+    return pipeline
+
+
+def target_options(pipeline: Pipeline, target: Any) -> dict[str, Any]:
+    """The spec's `targets.<name>` section with the schema's top-level defaults filled in."""
+    options = dict(pipeline.targets.get(target.name) or {})
+    schema = target.options_schema or {}
+    for key, prop in (schema.get("properties") or {}).items():
+        if key not in options and isinstance(prop, dict) and "default" in prop:
+            options[key] = prop["default"]
+    return options
+
+
+def emit(pipeline: Pipeline, target_name: str, plugins: Plugins, project_path: str = ".") -> dict[str, GeneratedFile]:
+    from mlprism._version import __version__
+
+    target = plugins.targets.get(target_name)
+    caps = capability_errors(pipeline, target_name, target.capabilities)
+    if caps:
+        raise DiagnosticError(caps)
+    ctx = EmitContext(options=target_options(pipeline, target), project_path=project_path,
+                      mlprism_version=__version__)
+    try:
+        files = target.emit(pipeline, ctx)
+    except DiagnosticError:
+        raise
+    except Exception as exc:
+        info = plugins.targets.info(target_name)
+        raise DiagnosticError([Diagnostic("MLP001", f"target `{target_name}` (plugin `{info.plugin}`) crashed while emitting: "
+                                          f"{type(exc).__name__}: {exc}", None,
+                                          "this is a bug in the target; rerun with --debug and report it")]) from exc
+    return normalize(files, target_name)
+
+
+def project_path_for(spec_path: Path) -> str:
+    """The spec's directory relative to the enclosing git repository's root, or `.`."""
+    spec_dir = spec_path.parent.resolve()
+    for parent in [spec_dir, *spec_dir.parents]:
+        if (parent / ".git").exists():
+            rel = spec_dir.relative_to(parent).as_posix()
+            return rel or "."
+    return "."
+
+
+def location_of_override(ov: str) -> Location:
+    return Location(override=ov)

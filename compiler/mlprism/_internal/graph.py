@@ -1,0 +1,158 @@
+"""Stage 5 — graph: the DAG of steps, built with networkx inside this module only.
+
+Edges are inferred from outputs to inputs (a directory output feeds inputs below
+it, and an input directory consumes the outputs below it) plus explicit
+``needs``. A cycle is reported with its path and the lines that create it. The
+topological order is deterministic: ties are broken by the order in the spec.
+No networkx type leaves this module.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from mlprism.diagnostics import Diagnostic, DiagnosticError, Location
+from mlprism.ir import Edge, Pipeline, Step
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+Locate = Callable[[str], Location | None]
+
+
+def norm(path: str) -> str:
+    return posixpath.normpath(path)
+
+
+def _parents(path: str) -> Iterable[str]:
+    while "/" in path:
+        path = path.rsplit("/", 1)[0]
+        yield path
+
+
+def infer_edges(steps: Sequence[Step], locate: Locate | None = None) -> tuple[list[Edge], list[Diagnostic]]:
+    """Data edges (outputs -> inputs) and `needs` edges, sorted; plus duplicate-output errors."""
+    diags: list[Diagnostic] = []
+    producer: dict[str, tuple[str, str]] = {}          # normalised output -> (step, output as written)
+    below: dict[str, list[tuple[str, str]]] = {}      # directory -> outputs below it
+    for s in steps:
+        for i, out in enumerate(s.outputs):
+            key = norm(out)
+            if key in producer and producer[key][0] != s.name:
+                first = producer[key][0]
+                diags.append(Diagnostic("MLP221", f"`{out}` is an output of both `{first}` and `{s.name}`",
+                                        locate(f"steps.{s.name}.outputs.{i}") if locate else None,
+                                        "each file has one producer; write to another path or merge the steps"))
+                continue
+            producer[key] = (s.name, out)
+            for parent in _parents(key):
+                below.setdefault(parent, []).append((s.name, out))
+    edges: set[Edge] = set()
+    for s in steps:
+        for inp in s.inputs:
+            key = norm(inp)
+            hits: list[tuple[str, str]] = []
+            if key in producer:
+                hits.append(producer[key])
+            else:
+                hits.extend(producer[p] for p in _parents(key) if p in producer)
+                hits.extend(below.get(key, ()))
+            for src, _path in hits:
+                if src != s.name:
+                    edges.add(Edge(src, s.name, "data", inp))
+        for dep in s.needs:
+            edges.add(Edge(dep, s.name, "needs", None))
+    return sorted(edges, key=lambda e: (e.source, e.target, e.kind, e.path or "")), diags
+
+
+class Graph:
+    """A thin wrapper over networkx.DiGraph; the only place networkx is used."""
+
+    def __init__(self, steps: Sequence[str], edges: Iterable[Edge]) -> None:
+        import networkx as nx
+
+        self._order = {name: i for i, name in enumerate(steps)}
+        self._g: nx.DiGraph = nx.DiGraph()
+        self._g.add_nodes_from(steps)
+        self._edges: dict[tuple[str, str], list[Edge]] = {}
+        for e in edges:
+            self._g.add_edge(e.source, e.target)
+            self._edges.setdefault((e.source, e.target), []).append(e)
+
+    def find_cycle(self) -> list[str] | None:
+        import networkx as nx
+
+        try:
+            cycle = nx.find_cycle(self._g)
+        except nx.NetworkXNoCycle:
+            return None
+        path = [u for u, _v in cycle]
+        # start the reported cycle at its earliest step in the spec: stable messages
+        i = min(range(len(path)), key=lambda k: self._order[path[k]])
+        return path[i:] + path[:i]
+
+    def edges_between(self, a: str, b: str) -> list[Edge]:
+        return self._edges.get((a, b), [])
+
+    def topological_order(self) -> list[str]:
+        import networkx as nx
+
+        return list(nx.lexicographical_topological_sort(self._g, key=lambda n: self._order[n]))
+
+    def ancestors(self, name: str) -> set[str]:
+        import networkx as nx
+
+        return set(nx.ancestors(self._g, name))
+
+    def descendants(self, name: str) -> set[str]:
+        import networkx as nx
+
+        return set(nx.descendants(self._g, name))
+
+    def layers(self) -> list[list[str]]:
+        import networkx as nx
+
+        return [sorted(layer, key=self._order.__getitem__) for layer in nx.topological_generations(self._g)]
+
+
+def build(pipeline: Pipeline, locate: Locate | None = None) -> Pipeline:
+    """Infer the edges, reject cycles, and return the pipeline with steps in topological order."""
+    edges, diags = infer_edges(pipeline.steps, locate)
+    if diags:
+        raise DiagnosticError(diags)
+    graph = Graph(pipeline.step_names, edges)
+    cycle = graph.find_cycle()
+    if cycle is not None:
+        raise DiagnosticError([_cycle_diag(cycle, graph, pipeline, locate)])
+    by_name = {s.name: s for s in pipeline.steps}
+    ordered = tuple(by_name[n] for n in graph.topological_order())
+    return replace(pipeline, steps=ordered, edges=tuple(edges))
+
+
+def _cycle_diag(cycle: list[str], graph: Graph, pipeline: Pipeline, locate: Locate | None) -> Diagnostic:
+    shown = " → ".join([*cycle, cycle[0]])
+    reasons = []
+    first_loc = None
+    for a, b in zip(cycle, [*cycle[1:], cycle[0]], strict=True):
+        for e in graph.edges_between(a, b):
+            step = pipeline.step(b)
+            if e.kind == "needs":
+                key = f"steps.{b}.needs.{step.needs.index(a)}"
+                why = f"`{b}` needs `{a}`"
+            else:
+                key = f"steps.{b}.inputs.{step.inputs.index(e.path)}" if e.path in step.inputs else f"steps.{b}"
+                why = f"`{b}` reads `{e.path}`, an output of `{a}`"
+            loc = locate(key) if locate else None
+            first_loc = first_loc or loc
+            reasons.append(f"{why}{f' (line {loc.line})' if loc and loc.line else ''}")
+            break
+    return Diagnostic("MLP224", f"the steps form a cycle: {shown}; " + "; ".join(reasons), first_loc,
+                      "remove one of these dependencies; a pipeline is a DAG")
+
+
+def graph_of(pipeline: Pipeline) -> Graph:
+    """A Graph view of a compiled pipeline (for selections and layers)."""
+    return Graph(pipeline.step_names, pipeline.edges)

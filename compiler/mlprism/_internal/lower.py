@@ -1,0 +1,195 @@
+"""Stage 4 — lower: a composed, validated config into the IR."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mlprism.diagnostics import Diagnostic, Location
+from mlprism.ir import (
+    Autoscale,
+    DataSource,
+    Deploy,
+    Drift,
+    Environment,
+    GateCondition,
+    Monitor,
+    Pipeline,
+    Push,
+    Registry,
+    Resources,
+    Rollout,
+    Select,
+    Serve,
+    Step,
+    Sweep,
+    Tracking,
+    Triggers,
+)
+from mlprism._internal.graph import norm
+from mlprism._internal.validate import normalize_cpu, parse_duration
+
+_PARAM_REF = re.compile(r"\$\{params\.([A-Za-z0-9_.]+)\}")
+Locate = Callable[[str], Location | None]
+
+
+def _str_env(values: dict[str, Any] | None) -> dict[str, str]:
+    out = {}
+    for k, v in (values or {}).items():
+        out[k] = ("true" if v else "false") if isinstance(v, bool) else str(v)
+    return dict(sorted(out.items()))
+
+
+def _resources(res: dict[str, Any] | None) -> Resources:
+    res = res or {}
+    return Resources(cpu=normalize_cpu(res["cpu"]) if "cpu" in res else None,
+                     memory=res.get("memory"), gpu=int(res.get("gpu", 0)))
+
+
+def lower(config: dict[str, Any], raw: dict[str, Any], *, spec_file: str, overrides: tuple[str, ...] = (),
+          choices: dict[str, str] | None = None, locations: dict[str, Location] | None = None) -> Pipeline:
+    raw_steps = raw.get("steps") or {}
+    steps = []
+    for name, s in config["steps"].items():
+        template = str((raw_steps.get(name) or {}).get("run", s["run"]))
+        used = sorted(set(_PARAM_REF.findall(template)))
+        steps.append(Step(
+            name=name,
+            run=s["run"],
+            run_template=template,
+            inputs=tuple(s.get("inputs") or ()),
+            outputs=tuple(s.get("outputs") or ()),
+            needs=tuple(s.get("needs") or ()),
+            metrics=s.get("metrics"),
+            resources=_resources(s.get("resources")),
+            retries=int(s.get("retries", 0)),
+            timeout=parse_duration(s["timeout"]) if "timeout" in s else None,
+            env=_str_env(s.get("env")),
+            params=tuple(used),
+            cache=bool(s.get("cache", True)),
+            gate=tuple(GateCondition(metric=c["metric"], min=c.get("min"), max=c.get("max"),
+                                     not_worse_than=c.get("not_worse_than"), goal=c.get("goal", "max"),
+                                     tolerance=float(c.get("tolerance", 0))) for c in s.get("gate") or ()),
+            description=s.get("description", ""),
+        ))
+    env = config.get("environment") or {}
+    environment = Environment(python=str(env.get("python", "3.11")), requirements=env.get("requirements"),
+                              variables=_str_env(env.get("variables")), secrets=tuple(env.get("secrets") or ()))
+    data = tuple(DataSource(name=k, path=v["path"], description=v.get("description", ""))
+                 for k, v in (config.get("data") or {}).items())
+    sweep = None
+    if config.get("sweep"):
+        sw = config["sweep"]
+        sel = sw.get("select")
+        sweep = Sweep(params={k: tuple(v) for k, v in sw["params"].items()},
+                      select=Select(sel["metric"], sel.get("goal", "max")) if sel else None)
+    registry = None
+    if config.get("registry"):
+        r = config["registry"]
+        after = r.get("register_after") or next(
+            (s.name for s in steps if norm(r["artifact"]) in {norm(o) for o in s.outputs}), "")
+        registry = Registry(name=r["name"], artifact=r["artifact"], register_after=after,
+                            flavor=r.get("flavor", "sklearn"))
+    deploy = None
+    if config.get("deploy"):
+        d = config["deploy"]
+        serve = None
+        if d.get("serve"):
+            sv = d["serve"]
+            auto = sv.get("autoscale")
+            serve = Serve(model=sv["model"], port=int(sv.get("port", 8080)), replicas=int(sv.get("replicas", 1)),
+                          resources=_resources(sv.get("resources")),
+                          autoscale=Autoscale(auto["min"], auto["max"], auto.get("cpu", 80)) if auto else None,
+                          log_requests=bool(sv.get("log_requests", False)))
+        rollout = None
+        if d.get("rollout"):
+            ro = d["rollout"]
+            rollout = Rollout(strategy=ro["strategy"], steps=tuple(ro.get("steps") or ()))
+        deploy = Deploy(serve=serve, rollout=rollout)
+    monitor = None
+    if config.get("monitor"):
+        m = config["monitor"]
+        dr = m["drift"]
+        monitor = Monitor(drift=Drift(reference=dr["reference"], current=dr["current"], method=dr.get("method", "psi"),
+                                      threshold=float(dr.get("threshold", 0.2)), columns=tuple(dr.get("columns") or ())),
+                          schedule=m.get("schedule"), on_drift=m.get("on_drift", "alert"))
+    tr = config.get("triggers") or {}
+    push = None
+    if "push" in tr:
+        push = Push(branches=tuple((tr["push"] or {}).get("branches") or ()),
+                    paths=tuple((tr["push"] or {}).get("paths") or ()))
+    triggers = Triggers(push=push, schedule=tr.get("schedule"), manual=bool(tr.get("manual", False)))
+    tracking_cfg = config.get("tracking") or {}
+    tracking = Tracking(backend=tracking_cfg.get("backend", "ledger"), uri=tracking_cfg.get("uri"))
+    return Pipeline(
+        name=config["name"],
+        description=config.get("description", ""),
+        steps=tuple(steps),
+        spec_file=spec_file,
+        overrides=tuple(overrides),
+        environment=environment,
+        params=config.get("params") or {},
+        data=data,
+        sweep=sweep,
+        registry=registry,
+        deploy=deploy,
+        monitor=monitor,
+        triggers=triggers,
+        tracking=tracking,
+        targets={k: v for k, v in sorted((config.get("targets") or {}).items())},
+        config_choices=dict(sorted((choices or {}).items())),
+        locations=locations or {},
+    )
+
+
+def collect_locations(raw: dict[str, Any], locate: Locate, depth: int = 4) -> dict[str, Location]:
+    """Locations of every key down to `depth` levels (steps.<name>.<key>.<index>)."""
+    out: dict[str, Location] = {}
+
+    def walk(value: Any, prefix: str, level: int) -> None:
+        if level > depth:
+            return
+        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+        for k, v in items:
+            dotted = f"{prefix}.{k}" if prefix else str(k)
+            loc = locate(dotted)
+            if loc is not None:
+                out[dotted] = loc
+            walk(v, dotted, level + 1)
+
+    walk(raw, "", 1)
+    return out
+
+
+def missing_inputs(pipeline: Pipeline, project_dir: Path) -> list[Diagnostic]:
+    """Inputs no step produces, that are not declared data and do not exist on disk."""
+    produced = {norm(o) for s in pipeline.steps for o in s.outputs}
+    produced_dirs = {p for o in produced for p in _parents(o)}
+    declared = {norm(d.path) for d in pipeline.data}
+    diags = []
+    for s in pipeline.steps:
+        for i, inp in enumerate(s.inputs):
+            key = norm(inp)
+            if key in produced or key in declared or key in produced_dirs:
+                continue
+            if any(p in produced for p in _parents(key)):
+                continue
+            if (project_dir / inp).exists():
+                continue
+            from mlprism.diagnostics import did_you_mean
+
+            hint = did_you_mean(inp, sorted(produced | declared)) or (
+                "list it in some step's `outputs`, declare it under `data:`, or create the file")
+            diags.append(Diagnostic("MLP223", f"step `{s.name}` reads `{inp}`, which no step produces and which does not exist",
+                                    pipeline.location(f"steps.{s.name}.inputs.{i}"), hint))
+    return diags
+
+
+def _parents(path: str) -> list[str]:
+    out = []
+    while "/" in path:
+        path = path.rsplit("/", 1)[0]
+        out.append(path)
+    return out

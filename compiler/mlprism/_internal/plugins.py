@@ -1,0 +1,96 @@
+"""Plugin loading: entry points in the `mlprism` group, exactly like third-party ones."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+
+from mlprism import hookspecs
+from mlprism.diagnostics import Diagnostic, Severity
+from mlprism._internal.target import TargetRegistry
+
+DISABLE_ENV = "MLPRISM_DISABLE_PLUGIN_AUTOLOAD"
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    module: str
+    distribution: str
+    version: str
+
+
+@dataclass
+class Plugins:
+    manager: pluggy.PluginManager
+    targets: TargetRegistry
+    infos: list[PluginInfo] = field(default_factory=list)
+    problems: list[Diagnostic] = field(default_factory=list)
+
+
+def _entry_points() -> list[Any]:
+    from importlib.metadata import entry_points
+
+    return sorted(entry_points(group="mlprism"), key=lambda ep: ep.name)
+
+
+def load_plugins(options: Sequence[str] = (), extra: Sequence[object] = ()) -> Plugins:
+    """Load plugins. `options` are `-p` values: `no:NAME` blocks one, `NAME` forces one in."""
+    pm = pluggy.PluginManager("mlprism")
+    pm.add_hookspecs(hookspecs)
+    blocked = {o[3:] for o in options if o.startswith("no:")}
+    wanted = [o for o in options if not o.startswith("no:")]
+    autoload = os.environ.get(DISABLE_ENV, "") in ("", "0", "false")
+    plugins = Plugins(pm, TargetRegistry())
+    eps = {ep.name: ep for ep in _entry_points()}
+    to_load: list[str] = [n for n in eps if n not in blocked] if autoload else []
+    for name in wanted:
+        if name not in to_load and name not in blocked:
+            to_load.append(name)
+    for name in to_load:
+        ep = eps.get(name)
+        try:
+            if ep is not None:
+                obj = ep.load()
+                dist = ep.dist.name if ep.dist else "?"
+                version = ep.dist.version if ep.dist else "?"
+                module = ep.value
+            else:
+                obj = importlib.import_module(name)
+                dist, version, module = name, getattr(obj, "__version__", "?"), name
+            pm.register(obj, name=name)
+        except Exception as exc:  # a broken third-party plugin must not crash mlprism
+            plugins.problems.append(Diagnostic(
+                "MLP301", f"plugin `{name}` failed to load: {type(exc).__name__}: {exc}", None,
+                f"reinstall or fix it, or skip it with `-p no:{name}`", Severity.WARNING))
+            continue
+        plugins.infos.append(PluginInfo(name, module, dist, version))
+    for i, obj in enumerate(extra):
+        pm.register(obj, name=f"extra-{i}")
+    for impl in pm.hook.mlprism_register_targets.get_hookimpls():
+        info = next((p for p in plugins.infos if p.name == impl.plugin_name), None)
+        plugins.targets._current_plugin = impl.plugin_name
+        plugins.targets._current_version = info.version if info else "?"
+        try:
+            impl.function(registry=plugins.targets)
+        except Exception as exc:
+            plugins.problems.append(Diagnostic(
+                "MLP301", f"plugin `{impl.plugin_name}` failed to register its targets: {type(exc).__name__}: {exc}",
+                None, f"skip it with `-p no:{impl.plugin_name}`", Severity.WARNING))
+    return plugins
+
+
+def schema_sections(plugins: Plugins) -> dict[str, dict[str, Any]]:
+    sections: dict[str, dict[str, Any]] = {}
+    for target in plugins.targets:
+        if target.options_schema is not None:
+            sections[target.name] = target.options_schema
+    for result in plugins.manager.hook.mlprism_schema_sections():
+        if result:
+            sections.update(result)
+    return sections

@@ -1,0 +1,126 @@
+"""The target API: what a target is, what it is given, what it returns."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from mlprism.diagnostics import Diagnostic, DiagnosticError, did_you_mean
+
+if TYPE_CHECKING:
+    from mlprism.ir import Pipeline, Step
+
+
+@dataclass(frozen=True)
+class GeneratedFile:
+    """A file a target emits. Text is written UTF-8 with LF line endings."""
+
+    content: str | bytes
+    executable: bool = False
+
+    def data(self) -> bytes:
+        raw = self.content.encode("utf-8") if isinstance(self.content, str) else self.content
+        return raw
+
+
+Files = dict[str, "str | bytes | GeneratedFile"]
+
+
+@dataclass(frozen=True)
+class EmitContext:
+    """What a target is told besides the IR. Everything here is deterministic.
+
+    ``project_path`` is the spec's directory relative to the repository root
+    (``.`` when the spec is at the root, or when there is no repository): CI
+    systems run from the repository root, so generated workflows ``cd`` there.
+    ``options`` is the spec's ``targets.<name>`` section with schema defaults.
+    """
+
+    options: Mapping[str, Any] = field(default_factory=dict)
+    project_path: str = "."
+    mlprism_version: str = "0"
+
+
+class Target:
+    """Base class for compilation targets. Subclass it and register an instance.
+
+    ``emit`` must be a pure function of its arguments: no I/O, no clock, no
+    randomness, no absolute paths of the machine. It returns a mapping of
+    relative POSIX paths to file contents; the writer writes them atomically.
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    #: feature name (see mlprism.FEATURES) -> how this target expresses it.
+    #: A feature the spec uses that is absent here is an MLP302 error.
+    capabilities: ClassVar[Mapping[str, str]] = {}
+    #: JSON Schema of the spec's `targets.<name>` section, or None.
+    options_schema: ClassVar[dict[str, Any] | None] = None
+
+    def emit(self, pipeline: Pipeline, context: EmitContext) -> Files:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<Target {self.name}>"
+
+
+@dataclass
+class TargetInfo:
+    target: Target
+    plugin: str
+    version: str
+
+
+class TargetRegistry:
+    """Handed to ``mlprism_register_targets``; collects targets by name."""
+
+    def __init__(self) -> None:
+        self._targets: dict[str, TargetInfo] = {}
+        self._current_plugin = "?"
+        self._current_version = "?"
+
+    def add(self, target: Target) -> None:
+        if not isinstance(target, Target):
+            raise TypeError(f"{target!r} is not an mlprism.Target")
+        if not target.name:
+            raise ValueError(f"{type(target).__name__} has no name")
+        if target.name in self._targets:
+            other = self._targets[target.name].plugin
+            raise ValueError(f"target `{target.name}` is registered twice (by {other} and {self._current_plugin})")
+        self._targets[target.name] = TargetInfo(target, self._current_plugin, self._current_version)
+
+    def get(self, name: str) -> Target:
+        try:
+            return self._targets[name].target
+        except KeyError:
+            hint = did_you_mean(name, self._targets) or (
+                f"installed targets: {', '.join(sorted(self._targets))}" if self._targets else "no target plugin is installed")
+            raise DiagnosticError([Diagnostic("MLP300", f"unknown target `{name}`", None, hint)])
+
+    def info(self, name: str) -> TargetInfo:
+        return self._targets[name]
+
+    def names(self) -> list[str]:
+        return sorted(self._targets)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._targets
+
+    def __iter__(self) -> Iterator[Target]:
+        return iter(self._targets[n].target for n in self.names())
+
+    def __len__(self) -> int:
+        return len(self._targets)
+
+
+def step_command(pipeline: Pipeline, step: Step | str, *extra: str) -> list[str]:
+    """The command every target runs for a step: the mlprism runtime, so params,
+    fingerprints, caching, metrics and gates behave the same everywhere."""
+    name = step if isinstance(step, str) else step.name
+    return ["mlprism", "run", pipeline.spec_file, "--only", name, *extra, *pipeline.overrides]
+
+
+def shell_join(argv: list[str]) -> str:
+    return shlex.join(argv)

@@ -1,0 +1,45 @@
+"""Deterministic YAML out: build YAML as data, serialize here. Never text-template YAML."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block style, insertion order kept, multi-line strings as literal blocks."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    if "\n" in value and not any(line != line.rstrip() for line in value.splitlines()) and "\t" not in value:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|")
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value)
+
+
+_Dumper.add_representer(str, _str)
+_Dumper.add_representer(tuple, lambda d, v: d.represent_list(list(v)))
+
+
+def dump_yaml(data: Any, *, header: str | None = None) -> str:
+    """Serialize `data` (dicts keep their insertion order) to YAML text, deterministically.
+
+    Every string is quoted by the serializer as YAML needs; `header` lines are
+    written as comments at the top.
+    """
+    text = yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True,
+                     width=4096, indent=2)
+    if header:
+        text = "".join(f"# {line}".rstrip() + "\n" for line in header.splitlines()) + text
+    return text
+
+
+def dump_yaml_documents(docs: list[Any], *, header: str | None = None) -> str:
+    parts = [dump_yaml(d) for d in docs]
+    text = "---\n" + "---\n".join(parts)
+    if header:
+        text = "".join(f"# {line}".rstrip() + "\n" for line in header.splitlines()) + text
+    return text

@@ -1,0 +1,1 @@
+"""mlprism's first-party github target (registered through the `mlprism` entry-point group)."""

@@ -1,0 +1,1 @@
+"""mlprism's first-party local target (registered through the `mlprism` entry-point group)."""
