@@ -93,3 +93,22 @@ def require(kind: str, reason: str) -> None:
     if os.environ.get(f"MLPRISM_REQUIRE_{kind.upper()}") == "1":
         pytest.fail(f"required in CI but unavailable: {reason}")
     pytest.skip(reason)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--update-goldens", action="store_true", help="rewrite golden files instead of comparing")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _update_goldens(request: pytest.FixtureRequest):
+    if request.config.getoption("--update-goldens"):
+        os.environ["MLPRISM_UPDATE_GOLDENS"] = "1"
+    yield
+
+
+GOLDEN = ROOT / "tests" / "golden"
+
+
+def golden_cases() -> list[str]:
+    """Names of tests/golden/<case>/ directories that hold a pipeline.yaml."""
+    return sorted(p.parent.name for p in GOLDEN.glob("*/pipeline.yaml"))

@@ -17,7 +17,11 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
 #: Command modules, each with register(subparsers). Heavy imports stay inside their handlers.
 COMMAND_MODULES = (
-    "mlprism._internal.cli.core",
+    "mlprism._internal.cli.core",       # validate, compile, graph, plugins, schema
+    "mlprism._internal.cli.local",      # run, status, explain, logs, runs, fingerprint
+    "mlprism._internal.cli.lifecycle",  # models, serve, monitor
+    "mlprism._internal.cli.docker",     # build
+    "mlprism._internal.cli.project",    # init, diff
 )
 
 
@@ -40,7 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:    # not written yet in this checkout
+                continue
+            raise
+        module.register(sub)
     return parser
 
 
