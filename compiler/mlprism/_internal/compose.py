@@ -94,7 +94,8 @@ def compose(spec_path: Path, overrides: Sequence[str] = (), search_paths: Sequen
                                           f"rename it to `{spec_path.stem}.yaml`")])
     _check_overrides(overrides)
     spec_dir = spec_path.parent
-    searchpath = [f"file://{spec_dir / 'conf'}", *search_paths]
+    conf = spec_dir / "conf"
+    searchpath = [*([f"file://{conf}"] if conf.is_dir() else []), *search_paths]
 
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
@@ -104,6 +105,8 @@ def compose(spec_path: Path, overrides: Sequence[str] = (), search_paths: Sequen
     from omegaconf.errors import OmegaConfBaseException
 
     hydra_overrides = [f"hydra.searchpath=[{','.join(_quote_hydra(p) for p in searchpath)}]", *overrides]
+    if not searchpath:
+        hydra_overrides = list(overrides)
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(spec_dir), version_base=None):
