@@ -13,9 +13,15 @@ Project state lives beside the spec:
 - ``.mlprism/ledger.db``      SQLite (WAL): runs, step executions, params, metrics, artifacts, lineage
 - ``.mlprism/registry.db``    SQLite: model versions, stages, audit of stage changes
 - ``.mlprism/project.lock``   held by a running ``mlprism run`` (one writer at a time)
+- ``.mlprism/statcache.json`` (device, inode) -> size, mtime, hash: unchanged files are not read again
+- ``.mlprism/ir/``            compiled pipelines, so an unchanged spec is not composed again
+- ``.mlprism/locks/``         a JSON copy of each lock file (parsing big YAML is slow)
+- ``.mlprism/running/``       processes of running steps (a killed runner's are killed by the next run)
+- ``.mlprism/sweeps/<id>/``   one workspace per combination while a sweep runs
 
 Modules: ``hashing`` (file/tree hashes with a stat cache), ``fingerprint`` (the
 single definition of a step's cache key), ``cache``, ``lockfile``, ``ledger``,
 ``executor`` (the parallel DAG runner), ``gates``, ``registry``, ``drift``,
-``serve``, ``sweep``.
+``serve``, ``sweep``, ``metrics``, ``display`` (what ``mlprism run`` prints),
+``ircache``, ``container`` (runs steps in the pipeline image: ``mlprism run --in-docker``).
 """

@@ -1,0 +1,268 @@
+"""The content-addressed store in ``.mlprism/cache/``.
+
+- ``objects/ab/cdef…``  file contents (and directory manifests) by blake3 hash, read-only
+- ``steps/ab/cdef….json`` one record per step fingerprint: the hashes of its outputs and its metrics
+- ``tmp/``               half-written files; emptied when a run starts
+
+Outputs enter the store only after their step succeeded and they were hashed;
+every write goes to ``tmp/`` first and is renamed into place, so a killed run
+never leaves a damaged object or record. Restoring copies an object back
+(reflink where the file system supports it) and never hands out the object
+itself, so a step that rewrites its output cannot damage the store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import shutil
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlprism.runtime.hashing import Digest, manifest_entries
+
+__all__ = ["Cache", "OutputEntry", "StepRecord"]
+
+_FICLONE = 0x40049409
+
+
+@dataclass(frozen=True)
+class OutputEntry:
+    hash: str
+    size: int
+    kind: str = "file"            # "file" or "dir"
+    executable: bool = False
+    files: int = 0
+
+    @classmethod
+    def of(cls, d: Digest) -> OutputEntry:
+        assert d.hash is not None
+        return cls(d.hash, d.size, d.kind, d.executable, d.files)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"hash": self.hash, "size": self.size}
+        if self.kind != "file":
+            out["kind"] = self.kind
+            out["files"] = self.files
+        if self.executable:
+            out["executable"] = True
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> OutputEntry:
+        return cls(str(d["hash"]), int(d.get("size", 0)), str(d.get("kind", "file")),
+                   bool(d.get("executable", False)), int(d.get("files", 0)))
+
+
+@dataclass
+class StepRecord:
+    fingerprint: str
+    step: str
+    outputs: dict[str, OutputEntry]
+    metrics: dict[str, float] = field(default_factory=dict)
+    components: dict[str, Any] = field(default_factory=dict)
+    created: float = 0.0
+    duration: float = 0.0
+    run_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"fingerprint": self.fingerprint, "step": self.step,
+                "outputs": {k: v.to_dict() for k, v in sorted(self.outputs.items())},
+                "metrics": self.metrics, "components": self.components, "created": self.created,
+                "duration": self.duration, "run_id": self.run_id}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> StepRecord:
+        return cls(str(d["fingerprint"]), str(d["step"]),
+                   {k: OutputEntry.from_dict(v) for k, v in (d.get("outputs") or {}).items()},
+                   {k: float(v) for k, v in (d.get("metrics") or {}).items()},
+                   dict(d.get("components") or {}), float(d.get("created", 0.0)),
+                   float(d.get("duration", 0.0)), d.get("run_id"))
+
+
+def _copy(src: Path, dst: Path, mode: int = 0o644) -> None:
+    """Copy file content into a new file, as a reflink when the file system can (instant, no extra space)."""
+    import fcntl
+
+    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with open(src, "rb") as fin, open(fd, "wb") as fout:
+        try:
+            fcntl.ioctl(fout.fileno(), _FICLONE, fin.fileno())
+            return
+        except OSError:
+            pass
+        _sendfile(fin, fout)
+
+
+def _sendfile(fin: Any, fout: Any) -> None:
+    size = os.fstat(fin.fileno()).st_size
+    offset = 0
+    while offset < size:
+        try:
+            sent = os.sendfile(fout.fileno(), fin.fileno(), offset, size - offset)
+        except OSError as exc:
+            if exc.errno in (errno.EINVAL, errno.ENOSYS):
+                fin.seek(offset)
+                shutil.copyfileobj(fin, fout, 1 << 20)
+                return
+            raise
+        if sent == 0:
+            break
+        offset += sent
+
+
+class Cache:
+    def __init__(self, state_dir: Path) -> None:
+        self.root = state_dir / "cache"
+        self.objects = self.root / "objects"
+        self.steps = self.root / "steps"
+        self.tmp = self.root / "tmp"
+        self._made: set[Path] = set()
+        self._lock = threading.Lock()
+
+    # -- housekeeping --------------------------------------------------------------
+    def clean_tmp(self) -> None:
+        """Remove leftovers of killed runs (call while holding the project lock)."""
+        if self.tmp.is_dir():
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        self.tmp.mkdir(parents=True, exist_ok=True)
+
+    def _mkdir(self, path: Path) -> None:
+        if path not in self._made:
+            path.mkdir(parents=True, exist_ok=True)
+            with self._lock:
+                self._made.add(path)
+
+    def _tmp_path(self, suffix: str = "") -> Path:
+        self._mkdir(self.tmp)
+        return self.tmp / f"{uuid.uuid4().hex}{suffix}"
+
+    # -- objects -------------------------------------------------------------------
+    def object_path(self, digest: str) -> Path:
+        return self.objects / digest[:2] / digest[2:]
+
+    def has_object(self, digest: str) -> bool:
+        return self.object_path(digest).exists()
+
+    def _put_file(self, src: Path, digest: str) -> None:
+        dest = self.object_path(digest)
+        if dest.exists():
+            return
+        tmp = self._tmp_path()
+        try:
+            _copy(src, tmp, 0o444)
+            self._mkdir(dest.parent)
+            os.replace(tmp, dest)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def _put_bytes(self, data: bytes, digest: str) -> None:
+        dest = self.object_path(digest)
+        if dest.exists():
+            return
+        tmp = self._tmp_path()
+        try:
+            tmp.write_bytes(data)
+            os.chmod(tmp, 0o444)
+            self._mkdir(dest.parent)
+            os.replace(tmp, dest)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def store(self, path: Path, digest: Digest) -> OutputEntry:
+        """Put a hashed output (file or directory) into the store; return its entry."""
+        assert digest.hash is not None
+        if digest.kind == "dir":
+            assert digest.manifest is not None
+            for rel, h, _size, _x in manifest_entries(digest.manifest):
+                if h is not None:
+                    self._put_file(path / rel, h)
+            self._put_bytes(digest.manifest, digest.hash)
+        else:
+            self._put_file(path, digest.hash)
+        return OutputEntry.of(digest)
+
+    def can_restore(self, entry: OutputEntry) -> bool:
+        if not self.has_object(entry.hash):
+            return False
+        if entry.kind == "dir":
+            try:
+                rows = manifest_entries(self.object_path(entry.hash).read_bytes())
+            except (OSError, ValueError):
+                return False
+            return all(h is None or self.has_object(h) for _r, h, _s, _x in rows)
+        return True
+
+    def restore(self, dest: Path, entry: OutputEntry) -> None:
+        """Put an output back at ``dest`` from the store, atomically (raises if objects are missing)."""
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if entry.kind == "dir":
+            self._restore_tree(dest, entry)
+            return
+        tmp = dest.with_name(f".{dest.name}.mlprism-{uuid.uuid4().hex[:8]}")
+        try:
+            _copy(self.object_path(entry.hash), tmp, 0o755 if entry.executable else 0o644)
+            if dest.is_dir() and not dest.is_symlink():
+                shutil.rmtree(dest)
+            os.replace(tmp, dest)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def _restore_tree(self, dest: Path, entry: OutputEntry) -> None:
+        rows = manifest_entries(self.object_path(entry.hash).read_bytes())
+        build = dest.with_name(f".{dest.name}.mlprism-{uuid.uuid4().hex[:8]}")
+        try:
+            build.mkdir()
+            for rel, h, _size, executable in sorted(rows):
+                target = build / rel
+                if h is None:
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                _copy(self.object_path(h), target, 0o755 if executable else 0o644)
+            old = None
+            if dest.exists() or dest.is_symlink():
+                old = dest.with_name(f".{dest.name}.mlprism-old-{uuid.uuid4().hex[:8]}")
+                os.replace(dest, old)
+            os.replace(build, dest)
+            if old is not None:
+                if old.is_dir() and not old.is_symlink():
+                    shutil.rmtree(old, ignore_errors=True)
+                else:
+                    old.unlink(missing_ok=True)
+        finally:
+            if build.exists():
+                shutil.rmtree(build, ignore_errors=True)
+
+    # -- step records --------------------------------------------------------------
+    def record_path(self, fingerprint: str) -> Path:
+        return self.steps / fingerprint[:2] / f"{fingerprint[2:]}.json"
+
+    def get_record(self, fingerprint: str) -> StepRecord | None:
+        try:
+            return StepRecord.from_dict(json.loads(self.record_path(fingerprint).read_bytes()))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def put_record(self, record: StepRecord) -> None:
+        if not record.created:
+            record.created = time.time()
+        path = self.record_path(record.fingerprint)
+        tmp = self._tmp_path(".json")
+        try:
+            tmp.write_text(json.dumps(record.to_dict(), sort_keys=True, separators=(",", ":")))
+            self._mkdir(path.parent)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise

@@ -1,0 +1,1406 @@
+"""The parallel DAG runner behind ``mlprism run``.
+
+``run_pipeline(project_dir, pipeline, options)`` runs the steps of a compiled
+pipeline as real processes (``/bin/sh -c``, cwd = the spec's directory) in
+dependency order, independent steps in parallel up to ``-j``. For each step:
+
+1. hash its inputs (stat cache) and compute its fingerprint (:mod:`.fingerprint`);
+2. skip it when a record with that fingerprint exists and its outputs are intact,
+   restore missing or changed outputs from the cache (:mod:`.cache`), else run it
+   with retries and exponential backoff, its whole process group killed on timeout;
+3. check its declared outputs (MLP401) and metrics (MLP406), hash them, put them in
+   the cache, evaluate its gate (MLP402), record everything in the ledger.
+
+Then the lock file is written and, when ``registry.register_after`` ran and every
+gate held, the model is registered. The scheduling loop runs in the calling
+thread; processes are launched from worker threads through a :class:`Launcher`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import heapq
+import math
+import os
+import posixpath
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from mlprism.diagnostics import Diagnostic, DiagnosticError, did_you_mean
+from mlprism.ir import Pipeline, Step
+from mlprism.runtime.cache import Cache, OutputEntry, StepRecord
+from mlprism.runtime.display import Display, make_display
+from mlprism.runtime.fingerprint import (
+    Fingerprint,
+    compute_fingerprint,
+    redact,
+    secret_values,
+    step_params,
+)
+from mlprism.runtime.gates import GateReport, evaluate_gate
+from mlprism.runtime.hashing import Digest, Hasher
+from mlprism.runtime.ledger import Ledger, new_run_id
+from mlprism.runtime.lockfile import (
+    lock_document,
+    lock_path,
+    read_lock,
+    render_document,
+    write_lock,
+)
+from mlprism.runtime.metrics import read_metrics
+
+__all__ = [
+    "Decision",
+    "Launcher",
+    "LocalLauncher",
+    "RunOptions",
+    "RunResult",
+    "StepResult",
+    "StepTimeout",
+    "plan_decisions",
+    "plan_pipeline",
+    "run_pipeline",
+    "select_steps",
+]
+
+STATE_DIR = ".mlprism"
+OK_STATUSES = frozenset({"succeeded", "cached", "restored"})
+RETRY_BACKOFF = 1.0                  # seconds before the first retry (env MLPRISM_RETRY_BACKOFF overrides)
+RETRY_BACKOFF_MAX = 300.0
+TIMEOUT_EXIT_CODE = 124                                                # how launchers without exceptions say "timed out"
+COMMIT_EVERY = 0.25                                                    # ledger commits at most this often (s)
+KILL_GRACE = 3.0                                                       # SIGTERM -> SIGKILL on timeout
+
+
+# -- launching processes ----------------------------------------------------------------------
+class StepTimeout(TimeoutError):
+    """Raised by a launcher when a step ran past its timeout (its process group is killed)."""
+
+
+@runtime_checkable
+class Launcher(Protocol):
+    """Runs one step command, blocking; called from worker threads.
+
+    Writes the command's stdout and stderr to ``log_path`` (appending), returns its
+    exit code, and on timeout kills everything it started and raises
+    :class:`StepTimeout` (any ``TimeoutError`` is accepted).
+    """
+
+    def run(self, command: str, *, cwd: Path, env: dict[str, str], log_path: Path,
+            timeout: float | None) -> int: ...
+
+
+def _proc_started_at(pid: int) -> float | None:
+    """When a process started (epoch seconds, about a second precise), or None if it does not exist."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            ticks = int(f.read().rsplit(b")", 1)[-1].split()[19])
+        with open("/proc/stat", "rb") as f:
+            btime = next(int(line.split()[1]) for line in f if line.startswith(b"btime"))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+    return btime + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _stop_group(proc: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM the step's process group; SIGKILL whatever is left once its leader exits or ``grace`` passes."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=grace)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+class LocalLauncher:
+    """Runs commands here: ``/bin/sh -c`` in a new session (its own process group).
+
+    Output goes straight to the log file, or, when there are secret values to
+    hide, through a pipe that replaces them line by line. Each running process
+    is noted in ``running_dir`` so that a later run can kill what a killed
+    runner left behind (:func:`reap_orphans`).
+    """
+
+    def __init__(self, running_dir: Path | None = None, redact_values: Sequence[str] = (),
+                 kill_grace: float = KILL_GRACE) -> None:
+        self.running_dir = running_dir
+        self.redact_values = sorted({v for v in redact_values if v}, key=len, reverse=True)
+        self.kill_grace = kill_grace
+        self._procs: dict[int, subprocess.Popen[bytes]] = {}
+        self._lock = threading.Lock()
+        self._notes: int | None = None
+
+    def _note(self, pid: int, started: float) -> None:
+        """Append "pid start-time" to this runner's note (one file per runner, removed by close())."""
+        if self.running_dir is None:
+            return
+        with self._lock:
+            if self._notes is None:
+                self._notes = os.open(self.running_dir / str(os.getpid()), os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                                      0o644)
+            os.write(self._notes, f"{pid} {started:.3f}\n".encode())
+
+    def close(self) -> None:
+        with self._lock:
+            if self._notes is not None:
+                os.close(self._notes)
+                self._notes = None
+                assert self.running_dir is not None
+                (self.running_dir / str(os.getpid())).unlink(missing_ok=True)
+
+    def _pump(self, src: Any, dst: Any) -> None:
+        for line in iter(src.readline, b""):
+            text = line.decode("utf-8", "surrogateescape")
+            for value in self.redact_values:
+                text = text.replace(value, "***")
+            dst.write(text.encode("utf-8", "surrogateescape"))
+        src.close()
+
+    def run(self, command: str, *, cwd: Path, env: dict[str, str], log_path: Path,
+            timeout: float | None) -> int:
+        with open(log_path, "ab", buffering=0) as log:
+            piped = bool(self.redact_values)
+            started = time.time()
+            proc = subprocess.Popen(["/bin/sh", "-c", command], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE if piped else log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+            self._note(proc.pid, started)
+            with self._lock:
+                self._procs[proc.pid] = proc
+            pump = None
+            if piped:
+                pump = threading.Thread(target=self._pump, args=(proc.stdout, log), daemon=True)
+                pump.start()
+            try:
+                try:
+                    code = proc.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    _stop_group(proc, self.kill_grace)
+                    raise StepTimeout(f"timed out after {timeout:g}s") from None
+                return code
+            finally:
+                if pump is not None:
+                    pump.join(timeout=2.0)
+                with self._lock:
+                    self._procs.pop(proc.pid, None)
+
+    def terminate_all(self) -> None:
+        """Kill every running step's process group (the runner is stopping)."""
+        with self._lock:
+            procs = list(self._procs.values())
+        threads = [threading.Thread(target=_stop_group, args=(p, self.kill_grace)) for p in procs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+
+def reap_orphans(running_dir: Path) -> int:
+    """Kill the step process groups that killed runners left running; return how many.
+
+    Each runner notes "pid start-time" of every process it starts in
+    ``running_dir/<runner pid>`` and removes the file when it ends. A file whose
+    runner is gone names processes that may still run: those that exist and
+    started at the noted time (not a recycled pid) lose their process group.
+    """
+    killed = 0
+    if not running_dir.is_dir():
+        return 0
+    for note in running_dir.iterdir():
+        try:
+            runner = int(note.name)
+        except ValueError:
+            note.unlink(missing_ok=True)
+            continue
+        alive_since = _proc_started_at(runner) if runner != os.getpid() else None
+        try:
+            if alive_since is not None and alive_since <= note.stat().st_mtime + 1:
+                continue                         # its runner is alive (a pid reused later started after the note)
+        except OSError:
+            continue
+        try:
+            lines = note.read_text().splitlines()
+        except OSError:
+            lines = []
+        for line in lines:
+            try:
+                pid_s, when_s = line.split()
+                pid, when = int(pid_s), float(when_s)
+            except ValueError:
+                continue
+            started = _proc_started_at(pid)
+            if started is not None and abs(started - when) < 2.5:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)
+                    killed += 1
+        note.unlink(missing_ok=True)
+    return killed
+
+
+# -- options and results ---------------------------------------------------------------------
+@dataclass
+class RunOptions:
+    """What ``mlprism run`` was asked to do (one field per command-line option)."""
+
+    jobs: int | None = None                      # -j N (default: CPU count)
+    only: tuple[str, ...] = ()                   # --only STEP…: just these, their inputs assumed present
+    from_step: str | None = None                 # --from STEP: it and everything downstream
+    until: str | None = None                     # --until STEP: it and everything upstream
+    force: tuple[str, ...] | None = None         # --force [STEP…]: () forces every selected step
+    dry_run: bool = False                        # --dry-run: say what would run and why
+    keep_going: bool = False                     # --keep-going: independent branches go on after a failure
+    multirun: bool = False                       # -m: sweep the comma-separated overrides below
+    sweep_overrides: tuple[str, ...] = ()        # -m overrides with several values (params.lr=0.1,0.01)
+    no_sweep: bool = False                       # --no-sweep: ignore the spec's `sweep`
+    in_docker: bool = False                      # --in-docker [--image IMAGE]
+    image: str | None = None
+    json: bool = False                           # --json: a JSON result on stdout, no progress
+    quiet: bool = False                          # -q: do not stream step output
+    lock_timeout: float | None = None            # --lock-timeout S: wait at most S s for the project lock
+    register: bool = True                        # register the model after `registry.register_after`
+    launcher: Launcher | None = None             # programmatic use: run steps elsewhere
+    display: Display | None = None               # programmatic use: show progress elsewhere
+    environ: Mapping[str, str] | None = None     # the caller's environment (default: os.environ)
+
+    @property
+    def env(self) -> Mapping[str, str]:
+        return os.environ if self.environ is None else self.environ
+
+
+@dataclass
+class StepResult:
+    name: str
+    status: str            # succeeded | cached | restored | failed | blocked | cancelled | would-run | would-restore
+    fingerprint: str | None = None
+    exit_code: int | None = None
+    duration: float = 0.0
+    attempts: int = 0
+    cache_hit: bool = False
+    metrics: dict[str, float] = field(default_factory=dict)
+    gate: GateReport | None = None
+    code: str | None = None          # MLP4xx when failed
+    error: str | None = None
+    reason: str = ""
+    log: str | None = None
+    inputs: dict[str, tuple[str | None, int]] = field(default_factory=dict)
+    outputs: dict[str, OutputEntry] = field(default_factory=dict)
+    started: float | None = None
+    ended: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status in OK_STATUSES
+
+    def describe(self) -> str:
+        if self.status == "succeeded":
+            return f"ok in {self.duration:.2f}s" + (f" ({self.attempts} attempts)" if self.attempts > 1 else "")
+        if self.status == "cached":
+            return "up to date (cached)"
+        if self.status == "restored":
+            return f"cached: {self.reason}"
+        if self.status == "failed":
+            return f"FAILED [{self.code}]: {self.error}" + (f" — log: {self.log}" if self.log else "")
+        if self.status in ("blocked", "cancelled"):
+            return f"{self.status}: {self.reason}"
+        return f"{self.status}: {self.reason}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "status": self.status, "fingerprint": self.fingerprint,
+            "exit_code": self.exit_code, "duration": round(self.duration, 4), "attempts": self.attempts,
+            "cache_hit": self.cache_hit, "metrics": self.metrics,
+            "gate": self.gate.to_dict() if self.gate else None, "code": self.code, "error": self.error,
+            "reason": self.reason, "log": self.log,
+            "outputs": {k: v.to_dict() for k, v in sorted(self.outputs.items())},
+        }
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    status: str                          # succeeded | failed | interrupted | dry-run
+    steps: dict[str, StepResult] = field(default_factory=dict)
+    duration: float = 0.0
+    registered: Any = None               # what ModelRegistry.register returned
+    sweep: dict[str, Any] | None = None  # a sweep: its runs, the selected one
+    lock_file: str | None = None
+    data: dict[str, dict[str, Any]] = field(default_factory=dict)
+    messages: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("succeeded", "dry-run")
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """Every step's metrics merged (a later step wins on a shared key)."""
+        out: dict[str, float] = {}
+        for r in self.steps.values():
+            out.update(r.metrics)
+        return out
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.steps.values():
+            out[r.status] = out.get(r.status, 0) + 1
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "status": self.status, "duration": round(self.duration, 4),
+                "steps": {k: v.to_dict() for k, v in self.steps.items()}, "registered": _jsonable(self.registered),
+                "sweep": self.sweep, "lock_file": self.lock_file, "data": self.data, "counts": self.counts()}
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, str | int | float | bool | list | dict):
+        return value
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if hasattr(value, "__dataclass_fields__"):
+        import dataclasses
+
+        return dataclasses.asdict(value)
+    return str(value)
+
+
+# -- selection --------------------------------------------------------------------------------
+def _unknown_step(name: str, pipeline: Pipeline, flag: str) -> Diagnostic:
+    return Diagnostic("MLP407", f"{flag}: no step is named `{name}`", None,
+                      did_you_mean(name, pipeline.step_names) or f"steps: {', '.join(pipeline.step_names)}")
+
+
+@dataclass(frozen=True)
+class GraphIndex:
+    """Steps by name and direct neighbours, built once (the IR's lookups scan every edge)."""
+
+    steps: dict[str, Step]
+    ups: dict[str, list[str]]
+    downs: dict[str, list[str]]
+    order: dict[str, int]
+
+    @classmethod
+    def of(cls, pipeline: Pipeline) -> GraphIndex:
+        steps = {s.name: s for s in pipeline.steps}
+        ups: dict[str, set[str]] = {n: set() for n in steps}
+        downs: dict[str, set[str]] = {n: set() for n in steps}
+        for e in pipeline.edges:
+            ups[e.target].add(e.source)
+            downs[e.source].add(e.target)
+        return cls(steps, {n: sorted(v) for n, v in ups.items()}, {n: sorted(v) for n, v in downs.items()},
+                   {n: i for i, n in enumerate(steps)})
+
+
+def _closure(index: GraphIndex, start: str, down: bool) -> set[str]:
+    seen = {start}
+    todo = [start]
+    while todo:
+        n = todo.pop()
+        for m in (index.downs[n] if down else index.ups[n]):
+            if m not in seen:
+                seen.add(m)
+                todo.append(m)
+    return seen
+
+
+def select_steps(pipeline: Pipeline, options: RunOptions, index: GraphIndex | None = None) -> list[str]:
+    """The steps a run covers, in topological order (MLP407 for an unknown name)."""
+    index = index or GraphIndex.of(pipeline)
+    names = set(index.steps)
+    errors = [_unknown_step(n, pipeline, "--only") for n in options.only if n not in names]
+    for flag, value in (("--from", options.from_step), ("--until", options.until)):
+        if value is not None and value not in names:
+            errors.append(_unknown_step(value, pipeline, flag))
+    errors += [_unknown_step(n, pipeline, "--force") for n in (options.force or ()) if n not in names]
+    if errors:
+        raise DiagnosticError(errors)
+    selected = set(options.only) if options.only else set(names)
+    if options.from_step:
+        selected &= _closure(index, options.from_step, down=True)
+    if options.until:
+        selected &= _closure(index, options.until, down=False)
+    return [n for n in index.steps if n in selected]
+
+
+def forced_steps(selected: Sequence[str], options: RunOptions) -> set[str]:
+    if options.force is None:
+        return set()
+    return set(options.force) if options.force else set(selected)
+
+
+# -- project state ----------------------------------------------------------------------------
+def state_dir_of(project_dir: Path) -> Path:
+    return project_dir / STATE_DIR
+
+
+def ensure_state_dir(project_dir: Path) -> Path:
+    state = state_dir_of(project_dir)
+    if not state.is_dir():
+        state.mkdir(parents=True, exist_ok=True)
+    ignore = state / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# mlprism's local state: never commit it\n*\n")
+    return state
+
+
+@contextlib.contextmanager
+def project_lock(state_dir: Path, owner: str, timeout: float | None = None,
+                 on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold ``.mlprism/project.lock`` (fcntl): one ``mlprism run`` per project at a time.
+
+    ``timeout`` None waits as long as it takes; 0 fails at once; otherwise waits that
+    many seconds. Failing to get the lock is MLP404.
+    """
+    path = state_dir / "project.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+            if timeout is not None and timeout <= 0:
+                raise DiagnosticError([Diagnostic("MLP404", f"another mlprism run holds the project lock ({holder})",
+                                                  None, "wait for it to finish, or pass --lock-timeout SECONDS to wait")])
+            if on_wait:
+                on_wait(f"waiting for the project lock held by {holder} …")
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise DiagnosticError([Diagnostic(
+                            "MLP404", f"another mlprism run still holds the project lock after {timeout:g}s ({holder})",
+                            None, "wait for it to finish, or give --lock-timeout more seconds")])
+                    time.sleep(0.05)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{owner}\n".encode(), 0)
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def git_commit(project_dir: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project_dir, capture_output=True, text=True,
+                             timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def check_secrets(pipeline: Pipeline, environ: Mapping[str, str]) -> None:
+    missing = [n for n in pipeline.environment.secrets if not environ.get(n)]
+    if missing:
+        names = ", ".join(f"`{n}`" for n in missing)
+        raise DiagnosticError([Diagnostic(
+            "MLP405", f"declared secret{'s' * (len(missing) > 1)} {names} not set in the environment",
+            pipeline.location("environment.secrets"),
+            f"export {missing[0]}=… before `mlprism run` (secrets are read from the caller's environment, never stored)")])
+
+
+class Slots:
+    """A counting semaphore with weights: a step asking for cpu: 2 takes two of the -j slots."""
+
+    def __init__(self, total: int) -> None:
+        self.total = max(1, total)
+        self._free = self.total
+        self._cond = threading.Condition()
+
+    @contextlib.contextmanager
+    def take(self, weight: int) -> Iterator[None]:
+        weight = min(max(1, weight), self.total)
+        with self._cond:
+            while self._free < weight:
+                self._cond.wait()
+            self._free -= weight
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._free += weight
+                self._cond.notify_all()
+
+
+class Session:
+    """What the runs of one ``mlprism run`` share: state, lock, cache, ledger, launcher, display, slots."""
+
+    def __init__(self, project_dir: Path, pipeline: Pipeline, options: RunOptions) -> None:
+        self.project_dir = project_dir
+        self.options = options
+        self.pipeline = pipeline
+        local = pipeline.targets.get("local") or {}
+        self.jobs = max(1, options.jobs or int(local.get("jobs") or 0) or os.cpu_count() or 1)
+        self.secrets = secret_values(pipeline, options.env)
+        self.display = options.display or make_display(options.json, options.quiet)
+        if self.secrets:
+            values = list(self.secrets.values())
+            self.display.redact = lambda s: _redact_values(s, values)
+        self.state_dir = state_dir_of(project_dir)
+        self.hasher: Hasher
+        self.cache: Cache
+        self.ledger: Ledger
+        self.launcher: Launcher
+        self.slots = Slots(self.jobs)
+        self.shared = False                  # several runs at once (a sweep): they share steps in flight
+        self._inflight: dict[str, threading.Lock] = {}
+        self._inflight_guard = threading.Lock()
+        self._stack = contextlib.ExitStack()
+        self.git_commit: str | None = None
+
+    def __enter__(self) -> Session:
+        try:
+            ensure_state_dir(self.project_dir)
+            self._stack.enter_context(project_lock(
+                self.state_dir, f"pid {os.getpid()}", self.options.lock_timeout,
+                lambda msg: self.display.message(msg, err=True)))
+            running_dir = self.state_dir / "running"
+            running_dir.mkdir(exist_ok=True)
+            reaped = reap_orphans(running_dir)
+            if reaped:
+                self.display.message(f"killed {reaped} step process group(s) left running by an interrupted run",
+                                     err=True)
+            self.hasher = Hasher(self.state_dir)
+            self.cache = Cache(self.state_dir)
+            self.cache.clean_tmp()
+            self.ledger = Ledger(self.state_dir / "ledger.db")
+            self._stack.callback(self.ledger.close)
+            self._stack.callback(self.hasher.save)
+            self.ledger.mark_interrupted()
+            self.launcher = self._launcher(running_dir)
+            close = getattr(self.launcher, "close", None)
+            if close is not None:
+                self._stack.callback(close)
+            self.git_commit = git_commit(self.project_dir)
+        except BaseException:
+            self._stack.close()
+            self.display.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self._stack.close()
+        finally:
+            self.display.close()
+
+    def _launcher(self, running_dir: Path) -> Launcher:
+        if self.options.launcher is not None:
+            return self.options.launcher
+        if self.options.in_docker:
+            try:
+                from mlprism.runtime.container import DockerLauncher
+            except ImportError as exc:
+                raise DiagnosticError([Diagnostic("MLP002", f"--in-docker is not available: {exc}", None,
+                                                  "install mlprism with Docker support, or run without --in-docker")])
+            return DockerLauncher(image=self.options.image or default_image(self.pipeline),  # type: ignore[no-any-return]
+                                  project_dir=self.project_dir)
+        return LocalLauncher(running_dir, list(self.secrets.values()))
+
+    def inflight(self, fingerprint: str) -> threading.Lock:
+        """One lock per fingerprint: two runs of a sweep never run the same step at once."""
+        with self._inflight_guard:
+            lock = self._inflight.get(fingerprint)
+            if lock is None:
+                lock = self._inflight[fingerprint] = threading.Lock()
+            return lock
+
+    def terminate(self) -> None:
+        term = getattr(self.launcher, "terminate_all", None)
+        if term is not None:
+            term()
+
+
+def default_image(pipeline: Pipeline) -> str:
+    """The pipeline image `mlprism build` makes: ``[REGISTRY/]NAME-pipeline:TAG`` (targets.docker)."""
+    opts = pipeline.targets.get("docker") or {}
+    registry = str(opts.get("registry") or "").rstrip("/")
+    return f"{registry + '/' if registry else ''}{pipeline.name}-pipeline:{opts.get('tag') or 'dev'}"
+
+
+def _redact_values(text: str, values: Sequence[str]) -> str:
+    for v in values:
+        if v and v in text:
+            text = text.replace(v, "***")
+    return text
+
+
+# -- deciding what to do ------------------------------------------------------------------------
+@dataclass
+class Decision:
+    action: str                                  # "run", "cached" or "restore"
+    reasons: list[str]
+    fingerprint: Fingerprint
+    inputs: dict[str, Digest]
+    record: StepRecord | None = None
+    outputs: dict[str, Digest] = field(default_factory=dict)   # current digests (cached/restore)
+    restore: list[str] = field(default_factory=list)
+    previous: str | None = None                  # the fingerprint in the lock file
+
+    @property
+    def reason(self) -> str:
+        return self.reasons[0] if self.reasons else ""
+
+
+def _short_hash(h: Any) -> str:
+    return str(h)[:12] if h else "none"
+
+
+def diff_components(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """Why two fingerprints differ, one sentence per changed part."""
+    out: list[str] = []
+    if "command" in old and old.get("command") != new.get("command"):
+        out.append(f"command changed: `{old.get('command')}` → `{new.get('command')}`")
+    for kind, label in (("params", "param"), ("env", "environment variable")):
+        if kind not in old:
+            continue
+        a, b = old.get(kind) or {}, new.get(kind) or {}
+        for k in sorted(set(a) | set(b)):
+            if k not in b:
+                out.append(f"{label} `{k}` removed (was {a[k]!r})")
+            elif k not in a:
+                out.append(f"{label} `{k}` added: {b[k]!r}")
+            elif a[k] != b[k]:
+                out.append(f"{label} `{k}` changed: {a[k]!r} → {b[k]!r}")
+    if "secrets" in old and old.get("secrets") != new.get("secrets"):
+        out.append(f"declared secrets changed: {old.get('secrets')} → {new.get('secrets')}")
+    if "python" in old and old.get("python") != new.get("python"):
+        out.append(f"environment.python changed: {old.get('python')} → {new.get('python')}")
+    if "requirements" in old and old.get("requirements") != new.get("requirements"):
+        out.append(f"requirements file changed: {_short_hash(old.get('requirements'))} → "
+                   f"{_short_hash(new.get('requirements'))}")
+    if "definition" in old and old.get("definition") != new.get("definition"):
+        a, b = old.get("definition") or {}, new.get("definition") or {}
+        parts = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        out.append(f"step definition changed: {', '.join(parts)}")
+    a, b = old.get("inputs") or {}, new.get("inputs") or {}
+    for k in sorted(set(a) | set(b)):
+        if k not in b:
+            out.append(f"input `{k}` removed")
+        elif k not in a:
+            out.append(f"input `{k}` added ({_short_hash(b[k])})")
+        elif a[k] != b[k]:
+            out.append(f"input `{k}` changed: {_short_hash(a[k])} → {_short_hash(b[k])}")
+    if "v" in old and old.get("v") != new.get("v"):
+        out.append(f"fingerprint format changed: v{old.get('v')} → v{new.get('v')}")
+    return out
+
+
+class _Planner:
+    """Decides, step by step, whether to run, skip or restore (shared by run, --dry-run, status, explain)."""
+
+    def __init__(self, pipeline: Pipeline, workdir: Path, hasher: Hasher, cache: Cache, lock: dict[str, Any],
+                 secrets: Mapping[str, str], forced: set[str], predict: bool = False) -> None:
+        self.pipeline = pipeline
+        self.workdir = workdir
+        self.root = str(workdir)
+        self.hasher = hasher
+        self.cache = cache
+        self.lock_steps: dict[str, Any] = dict(lock.get("steps") or {})
+        self.secrets = secrets
+        self.forced = forced
+        # planning only (--dry-run, status): the outputs cached or restored steps will have
+        self.predict = predict
+        self.predicted: dict[str, OutputEntry] = {}
+        self.flat_params = pipeline.flat_params()
+        req = pipeline.environment.requirements
+        if req:
+            d = hasher.digest(workdir / req)
+            self.req_hash: str | None = d.hash if d.exists else "missing"
+        else:
+            self.req_hash = None
+
+    def _lock_record(self, name: str, fp: str) -> StepRecord | None:
+        entry = self.lock_steps.get(name)
+        if not isinstance(entry, dict) or entry.get("fingerprint") != fp:
+            return None
+        try:
+            outputs = {k: OutputEntry.from_dict(v) for k, v in (entry.get("outputs") or {}).items()}
+        except (KeyError, TypeError, ValueError):
+            return None
+        return StepRecord(fp, name, outputs, {}, {}, 0.0, 0.0, None)
+
+    def previous_components(self, name: str) -> tuple[str | None, dict[str, Any] | None]:
+        entry = self.lock_steps.get(name)
+        if not isinstance(entry, dict) or not entry.get("fingerprint"):
+            return None, None
+        prev = str(entry["fingerprint"])
+        rec = self.cache.get_record(prev)
+        if rec is not None and rec.components:
+            return prev, rec.components
+        partial: dict[str, Any] = {"params": entry.get("params") or {},
+                                   "inputs": {k: (v or {}).get("hash") for k, v in (entry.get("inputs") or {}).items()}}
+        return prev, partial
+
+    def why_changed(self, name: str, fp: Fingerprint) -> tuple[list[str], str | None]:
+        prev, old = self.previous_components(name)
+        if prev is None or old is None:
+            return ["never ran: no record of this step in the cache or the lock file"], None
+        reasons = diff_components(old, fp.components)
+        if not reasons:
+            reasons = ["command, environment or step definition changed since the lock file was written"]
+        return reasons, prev
+
+    def decide(self, step: Step, pending_upstream: Sequence[str] = ()) -> Decision:
+        inputs: dict[str, Digest] = {}
+        for i in step.inputs:
+            key = posixpath.normpath(i)
+            if key in self.predicted:
+                e = self.predicted[key]
+                inputs[key] = Digest(e.kind, e.hash, e.size, e.executable, None, e.files)
+            else:
+                inputs[key] = self.hasher.digest(os.path.join(self.root, i))
+        fp = compute_fingerprint(self.pipeline, step, {k: d.hash for k, d in inputs.items()}, self.req_hash,
+                                 self.secrets, self.flat_params)
+        prev = (self.lock_steps.get(step.name) or {}).get("fingerprint") if isinstance(
+            self.lock_steps.get(step.name), dict) else None
+        if pending_upstream:
+            return Decision("run", [f"upstream {', '.join(f'`{u}`' for u in pending_upstream)} will run first; "
+                                    "decided once its outputs exist"], fp, inputs, previous=prev)
+        if not step.cache:
+            return Decision("run", ["`cache: false`: this step runs every time"], fp, inputs, previous=prev)
+        if step.name in self.forced:
+            return Decision("run", ["forced (--force)"], fp, inputs, previous=prev)
+        # the lock file (loaded once) answers for the usual case, a step unchanged since the last run;
+        # the cache's records answer for any earlier state (a param switched back)
+        record = self._lock_record(step.name, fp.digest) or self.cache.get_record(fp.digest)
+        if record is None:
+            reasons, prev = self.why_changed(step.name, fp)
+            return Decision("run", reasons, fp, inputs, previous=prev)
+        current = {p: self.hasher.digest(os.path.join(self.root, p)) for p in record.outputs}
+        bad = sorted(p for p, e in record.outputs.items() if current[p].hash != e.hash)
+        if self.predict:
+            for p, e in record.outputs.items():
+                self.predicted[posixpath.normpath(p)] = e
+        if not bad:
+            return Decision("cached", ["up to date"], fp, inputs, record, current, previous=prev)
+        if all(self.cache.can_restore(record.outputs[p]) for p in bad):
+            what = ", ".join(f"`{p}`" for p in bad)
+            state = ("missing" if all(not current[p].exists for p in bad)
+                     else "changed" if all(current[p].exists for p in bad) else "missing or changed")
+            return Decision("restore", [f"{what} {state}; the cache has the recorded version"], fp, inputs, record,
+                            current, bad, previous=prev)
+        for p in record.outputs:
+            self.predicted.pop(posixpath.normpath(p), None)
+        return Decision("run", [f"outputs {', '.join(f'`{p}`' for p in bad)} are missing or changed, "
+                                "and the cache does not hold them"], fp, inputs, previous=prev)
+
+
+# -- running ----------------------------------------------------------------------------------
+def _remove(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except (IsADirectoryError, PermissionError):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            raise
+
+
+def _venv_path(environ: Mapping[str, str]) -> str:
+    """PATH with this interpreter's virtualenv first, so `python` in a step is the one running mlprism."""
+    path = environ.get("PATH", os.defpath)
+    if sys.prefix == sys.base_prefix:
+        return path
+    bindir = os.path.dirname(sys.executable)
+    parts = path.split(os.pathsep)
+    return path if bindir in parts else os.pathsep.join([bindir, *parts])
+
+
+def _cpu_slots(cpu: str | None) -> int:
+    """How many -j slots a step takes: its cpu request rounded up (``500m`` -> 1, ``2`` -> 2)."""
+    if not cpu:
+        return 1
+    value = float(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
+    return max(1, math.ceil(value))
+
+
+def _step_outputs(step: Step) -> list[str]:
+    outs = [posixpath.normpath(o) for o in step.outputs]
+    if step.metrics and posixpath.normpath(step.metrics) not in outs:
+        outs.append(posixpath.normpath(step.metrics))
+    return outs
+
+
+class Run:
+    """One run of one pipeline in one working directory (the project, or a sweep's workspace)."""
+
+    def __init__(self, session: Session, workdir: Path, pipeline: Pipeline, options: RunOptions, run_id: str, *,
+                 write_lock: bool = True, register: bool = True, parent: str | None = None,
+                 info: Mapping[str, Any] | None = None) -> None:
+        self.s = session
+        self.workdir = workdir
+        self.pipeline = pipeline
+        self.options = options
+        self.run_id = run_id
+        self.write_lock_file = write_lock
+        self.register_model = register
+        self.parent = parent
+        self.info = dict(info or {})
+        self.index = GraphIndex.of(pipeline)
+        self.selected = select_steps(pipeline, options, self.index)
+        self.forced = forced_steps(self.selected, options)
+        self.spec_path = workdir / pipeline.spec_file
+        self.lock_file = lock_path(session.project_dir / pipeline.spec_file)
+        self.lock = read_lock(self.lock_file) if write_lock else {}
+        self.lock_steps: dict[str, Any] = dict(self.lock.get("steps") or {})
+        self.lock_changed = False
+        self.run_dir = session.state_dir / "runs" / run_id
+        env = dict(options.env)
+        env["PATH"] = _venv_path(env)
+        env.update(pipeline.environment.variables)
+        env["MLPRISM_RUN_ID"] = run_id
+        self.base_env = env
+        self.results: dict[str, StepResult] = {}
+        self.messages: list[str] = []
+        self.label = ""                      # a sweep's run number, shown before step names
+        self._made_dirs: set[Path] = set()
+        self._champions: dict[str, dict[str, float] | None] = {}
+
+    # -- helpers ------------------------------------------------------------------------
+    def _rel(self, path: Path) -> str:
+        try:
+            return os.path.relpath(path)
+        except ValueError:
+            return str(path)
+
+    def _dn(self, name: str) -> str:
+        return f"{self.label}:{name}" if self.label else name
+
+    def _redact(self, text: str) -> str:
+        return redact(text, self.s.secrets) if self.s.secrets else text
+
+    def _check_inputs(self) -> None:
+        """With a partial selection, inputs from steps that do not run must already exist."""
+        sel = set(self.selected)
+        producers: dict[str, str] = {}
+        for s in self.pipeline.steps:
+            for o in s.outputs:
+                producers[posixpath.normpath(o)] = s.name
+        errors = []
+        for name in self.selected:
+            step = self.index.steps[name]
+            if any(u in sel for u in self.index.ups[name]) and not self.options.only:
+                continue
+            for i in step.inputs:
+                key = posixpath.normpath(i)
+                producer = producers.get(key) or next(
+                    (producers[p] for p in producers if key.startswith(p + "/")), None)
+                if producer in sel:
+                    continue
+                if not (self.workdir / i).exists():
+                    hint = (f"run `{producer}` first (e.g. `mlprism run {self.pipeline.spec_file} --until {producer}`)"
+                            if producer else "create it, or fix the path")
+                    errors.append(Diagnostic("MLP411", f"step `{name}` reads `{i}`, which does not exist",
+                                             self.pipeline.location(f"steps.{name}.inputs"), hint))
+        if errors:
+            raise DiagnosticError(errors)
+
+    def champion(self, stage: str) -> dict[str, float] | None:
+        if stage in self._champions:
+            return self._champions[stage]
+        value = None
+        reg = self.pipeline.registry
+        if reg is not None:
+            try:
+                from mlprism.runtime.registry import ModelRegistry
+            except ImportError:
+                ModelRegistry = None
+            if ModelRegistry is not None:
+                value = ModelRegistry(self.s.state_dir).champion_metrics(reg.name, stage)
+        self._champions[stage] = value
+        return value
+
+    # -- the loop -------------------------------------------------------------------------
+    def execute(self) -> RunResult:
+        t0 = time.monotonic()
+        self._check_inputs()
+        planner = _Planner(self.pipeline, self.workdir, self.s.hasher, self.s.cache, self.lock, self.s.secrets,
+                           self.forced)
+        self.planner = planner
+        data = {d.name: self.s.hasher.digest(self.workdir / d.path) for d in self.pipeline.data}
+        ledger = self.s.ledger
+        ledger.start_run(self.run_id, self.pipeline.name, spec_file=self.pipeline.spec_file,
+                         overrides=[self._redact(o) for o in self.pipeline.overrides], git_commit=self.s.git_commit,
+                         parent=self.parent, params=self.pipeline.flat_params(), pid=os.getpid(),
+                         info={**self.info, "steps": self.selected, "workdir": self._rel(self.workdir)})
+        ledger.add_artifacts(self.run_id, "", "data", {d.path: (data[d.name].hash, data[d.name].size)
+                                                       for d in self.pipeline.data})
+        ledger.add_lineage(self.run_id, [(f"data:{d.name}", f"path:{posixpath.normpath(d.path)}", "data")
+                                         for d in self.pipeline.data])
+        ledger.commit()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        display = self.s.display
+        if self.parent is None:
+            display.run_started(self.run_id, self.pipeline.name, len(self.selected), self.s.jobs)
+        status = "failed"
+        try:
+            self._loop(planner)
+            status = "succeeded" if all(r.ok for r in self.results.values()) else "failed"
+        except KeyboardInterrupt:
+            self.s.terminate()
+            status = "interrupted"
+            self.messages.append("interrupted: running steps were stopped")
+        finally:
+            for name in self.selected:
+                if name not in self.results:
+                    upstream_failed = [u for u in self.index.ups[name]
+                                       if u in self.results and not self.results[u].ok]
+                    r = StepResult(name, "blocked" if upstream_failed else "cancelled",
+                                   reason=f"upstream `{upstream_failed[0]}` did not succeed" if upstream_failed
+                                   else "the run stopped before this step started")
+                    self.results[name] = r
+                    ledger.record_step(self.run_id, name, status=r.status, error=r.reason)
+                    self.s.display.step_finished(r, self._dn(name))
+            lock_written = self._write_lock(data) if self.write_lock_file else False
+            registered = None
+            if status == "succeeded" and self.register_model:
+                registered = self.register(data)
+            ledger.finish_run(self.run_id, status, {**self.info, "steps": self.selected,
+                                                    "workdir": self._rel(self.workdir),
+                                                    "registered": _jsonable(registered)})
+            ledger.commit()
+        result = RunResult(self.run_id, status, {n: self.results[n] for n in self.selected},
+                           time.monotonic() - t0, registered, None,
+                           self._rel(self.lock_file) if lock_written else None,
+                           {d.name: {"path": d.path, **data[d.name].to_dict()} for d in self.pipeline.data},
+                           self.messages)
+        return result
+
+    def _loop(self, planner: _Planner) -> None:
+        index = self.index
+        order = index.order
+        sel = set(self.selected)
+        downs = {n: [d for d in index.downs[n] if d in sel] for n in self.selected}
+        waiting = {n: sum(1 for u in index.ups[n] if u in sel) for n in self.selected}
+        ready = [(order[n], n) for n in self.selected if waiting[n] == 0]
+        heapq.heapify(ready)
+        done_q: queue.SimpleQueue[StepResult] = queue.SimpleQueue()
+        running = 0
+        stop = False
+        dirty = False
+        last_commit = time.monotonic()
+        display = self.s.display
+        jobs = self.s.jobs
+
+        def submit(name: str, decision: Decision) -> None:
+            def work() -> None:
+                try:
+                    result = self._work(index.steps[name], decision)
+                except DiagnosticError as exc:     # e.g. the container engine refused
+                    d = exc.diagnostics[0]
+                    result = StepResult(name, "failed", decision.fingerprint.digest, code=d.code, error=d.message)
+                except Exception as exc:  # a bug or an I/O error: fail the step, never the runner
+                    result = StepResult(name, "failed", decision.fingerprint.digest, code="MLP001",
+                                        error=f"internal error: {type(exc).__name__}: {exc}")
+                done_q.put(result)
+            pool.submit(work)
+
+        def finish(result: StepResult) -> None:
+            nonlocal stop, dirty
+            self._finish(result)
+            dirty = True
+            if result.ok:
+                for d in downs[result.name]:
+                    waiting[d] -= 1
+                    if waiting[d] == 0:
+                        heapq.heappush(ready, (order[d], d))
+            elif not self.options.keep_going:
+                stop = True
+
+        with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="mlprism-step") as pool:
+            try:
+                while True:
+                    while ready and not stop and running < jobs:
+                        _, name = heapq.heappop(ready)
+                        step = index.steps[name]
+                        try:
+                            decision = planner.decide(step)
+                        except OSError as exc:
+                            finish(StepResult(name, "failed", code="MLP410", error=f"cannot hash inputs: {exc}"))
+                            continue
+                        if decision.action == "cached":
+                            finish(self._cached(step, decision))
+                            continue
+                        running += 1
+                        submit(name, decision)
+                    if running == 0:
+                        break
+                    if dirty and time.monotonic() - last_commit > COMMIT_EVERY:
+                        self.s.ledger.commit()
+                        dirty = False
+                        last_commit = time.monotonic()
+                    try:
+                        result = done_q.get(timeout=0.1)
+                    except queue.Empty:
+                        display.tick()
+                        continue
+                    running -= 1
+                    finish(result)
+                    while True:
+                        try:
+                            result = done_q.get_nowait()
+                        except queue.Empty:
+                            break
+                        running -= 1
+                        finish(result)
+                    display.tick()
+            except BaseException:
+                self.s.terminate()
+                while running:
+                    finish(done_q.get())
+                    running -= 1
+                raise
+
+    # -- per step -------------------------------------------------------------------------
+    def _metrics_of(self, step: Step, record: StepRecord | None) -> dict[str, float]:
+        """A cached step's metrics: from its record, else from its (intact) metrics file."""
+        if record is not None and record.metrics:
+            return record.metrics
+        if step.metrics:
+            return read_metrics(self.workdir / step.metrics)
+        return {}
+
+    def _cached(self, step: Step, decision: Decision) -> StepResult:
+        assert decision.record is not None
+        now = time.time()
+        try:
+            metrics = self._metrics_of(step, decision.record)
+        except DiagnosticError as exc:
+            return StepResult(step.name, "failed", decision.fingerprint.digest, code="MLP406",
+                              error=exc.diagnostics[0].message)
+        return StepResult(step.name, "cached", decision.fingerprint.digest, cache_hit=True, metrics=metrics,
+                          reason=decision.reason, started=now, ended=now,
+                          inputs={k: (d.hash, d.size) for k, d in decision.inputs.items()},
+                          outputs=dict(decision.record.outputs))
+
+    def _restore(self, step: Step, decision: Decision, record: StepRecord, paths: Sequence[str]) -> StepResult:
+        t0 = time.time()
+        for p in paths:
+            self.s.cache.restore(self.workdir / p, record.outputs[p])
+        reason = (f"restored {', '.join(f'`{p}`' for p in paths)} from the cache" if paths
+                  else "up to date")
+        status = "restored" if paths else "cached"
+        return StepResult(step.name, status, record.fingerprint, cache_hit=True,
+                          metrics=self._metrics_of(step, record), reason=reason, started=t0, ended=time.time(),
+                          duration=time.time() - t0,
+                          inputs={k: (d.hash, d.size) for k, d in decision.inputs.items()},
+                          outputs=dict(record.outputs))
+
+    def _work(self, step: Step, decision: Decision) -> StepResult:
+        if decision.action == "restore":
+            assert decision.record is not None
+            return self._restore(step, decision, decision.record, decision.restore)
+        fp = decision.fingerprint.digest
+        guard = self.s.inflight(fp) if step.cache else contextlib.nullcontext()
+        with guard:
+            if step.cache and step.name not in self.forced and self.s.shared:
+                record = self.s.cache.get_record(fp)     # another run of the sweep may have just made it
+                if record is not None:
+                    bad = [p for p, e in record.outputs.items()
+                           if self.s.hasher.digest(self.workdir / p).hash != e.hash]
+                    if all(self.s.cache.can_restore(record.outputs[p]) for p in bad):
+                        return self._restore(step, decision, record, bad)
+            return self._launch(step, decision)
+
+    def _launch(self, step: Step, decision: Decision) -> StepResult:
+        name = step.name
+        fp = decision.fingerprint.digest
+        outs = _step_outputs(step)
+        for o in outs:
+            target = self.workdir / o
+            _remove(target)
+            if target.parent not in self._made_dirs:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                self._made_dirs.add(target.parent)
+        log_path = self.run_dir / f"{name}.log"
+        env = {**self.base_env, **step.env, "MLPRISM_STEP": name}
+        weight = _cpu_slots(step.resources.cpu)
+        inputs = {k: (d.hash, d.size) for k, d in decision.inputs.items()}
+        started = time.time()
+        attempts = 0
+        code: int | None = None
+        timed_out = False
+        launcher = self.s.launcher
+        while True:
+            attempts += 1
+            if attempts > 1:
+                with open(log_path, "ab") as log:
+                    log.write(f"--- mlprism: attempt {attempts} of {step.retries + 1} ---\n".encode())
+            self.s.display.step_started(self._dn(name), step.run, log_path, attempts)
+            timed_out = False
+            with self.s.slots.take(weight):
+                t_start = time.monotonic()
+                try:
+                    code = launcher.run(step.run, cwd=self.workdir, env=env, log_path=log_path,
+                                        timeout=float(step.timeout) if step.timeout else None)
+                except (TimeoutError, subprocess.TimeoutExpired):
+                    timed_out, code = True, None
+                # launchers may report a timeout as exit 124, like timeout(1) (DockerLauncher does)
+                if code == TIMEOUT_EXIT_CODE and step.timeout and time.monotonic() - t_start >= step.timeout:
+                    timed_out, code = True, None
+            if code == 0 and not timed_out:
+                break
+            if attempts > step.retries:
+                break
+            base = float(os.environ.get("MLPRISM_RETRY_BACKOFF") or RETRY_BACKOFF)
+            delay = min(base * 2 ** (attempts - 1), RETRY_BACKOFF_MAX)
+            why = f"timed out after {step.timeout}s" if timed_out else f"exit code {code}"
+            self.s.display.step_retry(self._dn(name), attempts, delay, why)
+            time.sleep(delay)
+        if not isinstance(launcher, LocalLauncher) and self.s.secrets:
+            _scrub_log(log_path, list(self.s.secrets.values()))
+        ended = time.time()
+        base = dict(fingerprint=fp, exit_code=code, duration=ended - started, attempts=attempts,
+                    log=self._rel(log_path), inputs=inputs, started=started, ended=ended)
+        if timed_out:
+            return StepResult(name, "failed", code="MLP403", **base,    # type: ignore[arg-type]
+                              error=f"timed out after {step.timeout}s (process group killed)")
+        if code != 0:
+            return StepResult(name, "failed", code="MLP400", error=f"exit code {code}", **base)  # type: ignore[arg-type]
+        missing = [o for o in step.outputs if not (self.workdir / o).exists()]
+        if missing:
+            return StepResult(name, "failed", code="MLP401", **base,    # type: ignore[arg-type]
+                              error="did not produce declared output" + "s" * (len(missing) > 1) + " "
+                              + ", ".join(f"`{m}`" for m in missing))
+        metrics: dict[str, float] = {}
+        if step.metrics:
+            try:
+                metrics = read_metrics(self.workdir / step.metrics)
+            except DiagnosticError as exc:
+                return StepResult(name, "failed", code="MLP406", error=exc.diagnostics[0].message,
+                                  **base)  # type: ignore[arg-type]
+        digests = {o: self.s.hasher.digest(self.workdir / o) for o in outs}
+        entries = {o: OutputEntry.of(d) for o, d in digests.items()}
+        if step.cache:
+            for o, d in digests.items():
+                self.s.cache.store(self.workdir / o, d)
+            self.s.cache.put_record(StepRecord(fp, name, entries, metrics, decision.fingerprint.components,
+                                               time.time(), ended - started, self.run_id))
+        return StepResult(name, "succeeded", metrics=metrics, outputs=entries, reason=decision.reason,
+                          **base)  # type: ignore[arg-type]
+
+    def _finish(self, r: StepResult) -> None:
+        """Main thread: gate, ledger, lock entry, display."""
+        step = self.index.steps[r.name]
+        if r.ok and step.gate:
+            report = evaluate_gate(step, r.metrics, self.champion)
+            r.gate = report
+            if not report.passed:
+                r.status, r.code = "failed", "MLP402"
+                failed = [c for c in report.conditions if not c.passed]
+                r.error = "gate failed: " + "; ".join(c.describe().removeprefix("FAIL ") for c in failed)
+            if not report.passed or r.status == "succeeded":
+                self.s.display.message(report.render(), step=self._dn(r.name), err=not report.passed)
+        self.results[r.name] = r
+        ledger = self.s.ledger
+        ledger.record_step(self.run_id, r.name, status=r.status, exit_code=r.exit_code, duration=r.duration,
+                           fingerprint=r.fingerprint, cache_hit=r.cache_hit, attempts=r.attempts, started=r.started,
+                           ended=r.ended, error=self._redact(f"[{r.code}] {r.error}") if r.error else None,
+                           log=r.log)
+        if r.metrics:
+            ledger.add_metrics(self.run_id, r.name, r.metrics)
+        if r.inputs:
+            ledger.add_artifacts(self.run_id, r.name, "input", r.inputs)
+        if r.outputs:
+            ledger.add_artifacts(self.run_id, r.name, "output", {k: (v.hash, v.size) for k, v in r.outputs.items()})
+        edges = [(f"path:{posixpath.normpath(i)}", f"step:{r.name}", "input") for i in step.inputs]
+        edges += [(f"step:{r.name}", f"path:{o}", "output") for o in r.outputs]
+        ledger.add_lineage(self.run_id, edges)
+        if r.gate is not None:
+            ledger.add_report("gate", r.gate.to_dict(), run_id=self.run_id)
+        if r.ok and r.fingerprint:
+            entry = {
+                "fingerprint": r.fingerprint,
+                "params": step_params(self.pipeline, step, self.planner.flat_params),
+                "inputs": {k: {"hash": h, "size": s} for k, (h, s) in r.inputs.items()},
+                "outputs": {k: v.to_dict() for k, v in r.outputs.items()},
+            }
+            if self.lock_steps.get(r.name) != entry:
+                self.lock_steps[r.name] = entry
+                self.lock_changed = True
+        self.s.display.step_finished(r, self._dn(r.name))
+
+    # -- after the loop ---------------------------------------------------------------------
+    def _write_lock(self, data: Mapping[str, Digest]) -> bool:
+        data_doc = {d.name: {"path": d.path, **data[d.name].to_dict()} for d in self.pipeline.data}
+        if (self.lock and not self.lock_changed and self.lock.get("data") == data_doc
+                and self.lock.get("pipeline") == self.pipeline.name and set(self.lock_steps) <= set(self.index.steps)):
+            return False                     # unchanged: spare building and rendering a big lock file
+        steps = {k: v for k, v in self.lock_steps.items() if k in self.index.steps}
+        doc = lock_document(self.pipeline.name, data_doc, steps, list(self.index.steps))
+        if self.lock and self.lock == doc:
+            return False
+        try:
+            return write_lock(self.lock_file, render_document(doc), doc)
+        except OSError as exc:
+            self.s.display.message(f"cannot write {self._rel(self.lock_file)}: {exc}", err=True)
+            return False
+
+    def register(self, data: Mapping[str, Digest]) -> Any:
+        """Register the model once `registry.register_after` succeeded (ran or cached) and every gate held.
+
+        The registry keys versions by the artifact's hash, so registering an unchanged
+        model again returns its existing version.
+        """
+        reg = self.pipeline.registry
+        if reg is None:
+            return None
+        r = self.results.get(reg.register_after)
+        if r is None or not r.ok:
+            return None
+        artifact = self.workdir / reg.artifact
+        if not artifact.exists():
+            self.messages.append(f"not registered: `{reg.artifact}` does not exist")
+            self.s.display.message(self.messages[-1], err=True)
+            return None
+        try:
+            from mlprism.runtime.registry import ModelRegistry
+        except ImportError as exc:
+            self.messages.append(f"not registered: the model registry is unavailable ({exc})")
+            self.s.display.message(self.messages[-1], err=True)
+            return None
+        lineage = {
+            "data": {name: d.hash for name, d in sorted(data.items())},
+            "params": self.pipeline.flat_params(),
+            "metrics": self.metrics(),
+            "fingerprint": r.fingerprint,
+            "git_commit": self.s.git_commit,
+        }
+        version = ModelRegistry(self.s.state_dir).register(reg.name, artifact, run_id=self.run_id, lineage=lineage)
+        shown = getattr(version, "version", version)
+        self.s.display.message(f"model `{reg.name}` registered: version {shown}")
+        return version
+
+    def metrics(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for name in self.index.steps:
+            r = self.results.get(name)
+            if r is not None:
+                out.update(r.metrics)
+        return out
+
+
+def _scrub_log(path: Path, values: Sequence[str]) -> None:
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return
+    text = raw.decode("utf-8", "surrogateescape")
+    clean = _redact_values(text, values)
+    if clean != text:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(clean.encode("utf-8", "surrogateescape"))
+        os.replace(tmp, path)
+
+
+# -- entry points -------------------------------------------------------------------------------
+def _summary(result: RunResult) -> str:
+    c = result.counts()
+    ran = c.get("succeeded", 0)
+    cached = c.get("cached", 0) + c.get("restored", 0)
+    failed = c.get("failed", 0)
+    if result.status == "succeeded" and ran == 0 and failed == 0:
+        head = f"everything up to date ({cached} step{'s' * (cached != 1)} cached)"
+    else:
+        parts = [f"{ran} ran", f"{cached} cached"]
+        if failed:
+            parts.append(f"{failed} failed")
+        for k in ("blocked", "cancelled"):
+            if c.get(k):
+                parts.append(f"{c[k]} {k}")
+        head = f"{result.status}: " + ", ".join(parts)
+    return f"run {result.run_id}: {head} in {result.duration:.2f}s"
+
+
+def _sweep_applies(pipeline: Pipeline, options: RunOptions) -> bool:
+    if options.only or options.no_sweep:
+        return bool(options.multirun and options.sweep_overrides and not options.only)
+    return bool((pipeline.sweep and pipeline.sweep.params) or (options.multirun and options.sweep_overrides))
+
+
+def run_pipeline(project_dir: Path, pipeline: Pipeline, options: RunOptions | None = None) -> RunResult:
+    """Run a compiled pipeline in ``project_dir`` (the spec's directory). See the module docstring."""
+    options = options or RunOptions()
+    project_dir = Path(project_dir).resolve()
+    if _sweep_applies(pipeline, options):
+        from mlprism.runtime.sweep import run_sweep
+
+        return run_sweep(project_dir, pipeline, options)
+    select_steps(pipeline, options)                # unknown names: MLP407 before anything else
+    if options.dry_run:
+        return plan_pipeline(project_dir, pipeline, options)
+    check_secrets(pipeline, options.env)
+    with Session(project_dir, pipeline, options) as session:
+        signal_guard = _TermAsInterrupt() if threading.current_thread() is threading.main_thread() else None
+        try:
+            run = Run(session, project_dir, pipeline, options, new_run_id(), register=options.register)
+            result = run.execute()
+        finally:
+            if signal_guard:
+                signal_guard.restore()
+        session.display.run_finished(_summary(result), result.ok)
+        return result
+
+
+class _TermAsInterrupt:
+    """SIGTERM stops a run like Ctrl-C: running steps are killed, the state is saved."""
+
+    def __init__(self) -> None:
+        self._old = signal.getsignal(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, self._handle)
+
+    @staticmethod
+    def _handle(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    def restore(self) -> None:
+        signal.signal(signal.SIGTERM, self._old)
+
+
+def plan_decisions(project_dir: Path, pipeline: Pipeline, options: RunOptions | None = None,
+                   workdir: Path | None = None) -> tuple[dict[str, Decision], dict[str, Digest]]:
+    """Decide every selected step as a run would, without running anything or taking the lock."""
+    options = options or RunOptions()
+    project_dir = Path(project_dir).resolve()
+    workdir = workdir or project_dir
+    index = GraphIndex.of(pipeline)
+    selected = select_steps(pipeline, options, index)
+    state = state_dir_of(project_dir)
+    hasher = Hasher(state if state.is_dir() else None)
+    lock = read_lock(lock_path(project_dir / pipeline.spec_file))
+    planner = _Planner(pipeline, workdir, hasher, Cache(state), lock, secret_values(pipeline, options.env),
+                       forced_steps(selected, options), predict=True)
+    sel = set(selected)
+    decisions: dict[str, Decision] = {}
+    for name in selected:
+        pending = [u for u in index.ups[name] if u in sel and decisions[u].action == "run"]
+        decisions[name] = planner.decide(index.steps[name], pending)
+    data = {d.name: hasher.digest(workdir / d.path) for d in pipeline.data}
+    return decisions, data
+
+
+def plan_pipeline(project_dir: Path, pipeline: Pipeline, options: RunOptions | None = None) -> RunResult:
+    """What a run would do and why (``--dry-run``): a RunResult with would-run/would-restore/cached steps."""
+    decisions, data = plan_decisions(project_dir, pipeline, options)
+    statuses = {"run": "would-run", "restore": "would-restore", "cached": "cached"}
+    steps = {name: StepResult(name, statuses[d.action], d.fingerprint.digest, reason="; ".join(d.reasons),
+                              cache_hit=d.action != "run") for name, d in decisions.items()}
+    return RunResult("dry-run", "dry-run", steps,
+                     data={n: {"path": pipeline.data[i].path, **dg.to_dict()} for i, (n, dg) in enumerate(data.items())})

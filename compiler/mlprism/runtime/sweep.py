@@ -1,0 +1,326 @@
+"""Sweeps: every combination of swept params as its own run, in its own workspace.
+
+The grid comes from the spec's ``sweep.params`` (keys under ``params``) and from
+Hydra multirun overrides on the command line (``mlprism run SPEC -m
+params.lr=0.1,0.01``; Hydra's own override grammar, so ``range(…)`` and
+``choice(…)`` work too). A key fixed by a plain command-line override leaves
+the grid; a key swept on the command line replaces the spec's values.
+
+Each combination is compiled with its overrides and runs in
+``.mlprism/sweeps/<sweep-id>/<n>/``: a tree of relative symlinks to the
+project's files, where every declared output and metrics file (and the
+directories holding them) are real, so runs never write into each other or
+into the project. The runs share one process: one project lock, one cache,
+one ledger, and ``-j`` slots for all their processes together. A step whose
+fingerprint does not depend on the swept params is run by the first run that
+needs it; the others wait for it and take the result from the cache.
+
+``sweep.select`` then picks the best run by a metric; its outputs are restored
+into the project, written to the lock file, and registered when the spec has
+a ``registry``. ``mlprism runs compare <sweep-id>`` shows the sweep as one table.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import posixpath
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from mlprism.diagnostics import Diagnostic, DiagnosticError, Location
+from mlprism.ir import Pipeline
+from mlprism.runtime.executor import (
+    STATE_DIR,
+    Run,
+    RunOptions,
+    RunResult,
+    Session,
+    check_secrets,
+    select_steps,
+)
+from mlprism.runtime.ledger import new_run_id
+from mlprism.runtime.lockfile import lock_document, read_lock, render_document, write_lock
+
+__all__ = ["hydra_value", "link_workspace", "run_sweep", "split_sweep_overrides", "sweep_grid"]
+
+Dim = tuple[str, list[str]]          # (override key, ["key=value", …])
+
+
+def hydra_value(value: Any) -> str:
+    """A Python value written in Hydra's override grammar."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(hydra_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{hydra_value(v)}" for k, v in value.items()) + "}"
+    text = str(value).replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{text}'"
+
+
+def split_sweep_overrides(overrides: list[str] | tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """Split command-line overrides into (fixed, swept) with Hydra's override parser."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
+    fixed, swept = [], []
+    for ov in overrides:
+        try:
+            parsed = parser.parse_overrides([ov])[0]
+        except OverrideParseException as exc:
+            msg = str(exc).splitlines()[0] if str(exc) else "cannot parse"
+            raise DiagnosticError([Diagnostic("MLP110", f"bad override: {msg}", Location(override=ov),
+                                              "sweep a key with comma-separated values: params.lr=0.1,0.01")])
+        (swept if parsed.is_sweep_override() else fixed).append(ov)
+    return fixed, swept
+
+
+def _cli_dims(swept: tuple[str, ...]) -> list[Dim]:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    dims: list[Dim] = []
+    for ov in swept:
+        parsed = parser.parse_overrides([ov])[0]
+        key = parsed.get_key_element()
+        if not parsed.is_discrete_sweep():
+            raise DiagnosticError([Diagnostic("MLP226", f"`{ov}` is an interval sweep; only lists of values can be run",
+                                              Location(override=ov), "give the values: params.lr=0.1,0.01,0.001")])
+        dims.append((key.lstrip("+"), [f"{key}={v}" for v in parsed.sweep_string_iterator()]))
+    return dims
+
+
+def _key_of(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~").split("@", 1)[0]
+
+
+def sweep_grid(pipeline: Pipeline, options: RunOptions) -> list[list[str]]:
+    """Every combination as a list of overrides, in row-major order of the dimensions."""
+    fixed = {_key_of(o) for o in pipeline.overrides}
+    dims: dict[str, list[str]] = {}
+    if pipeline.sweep and not options.no_sweep:
+        for name, values in pipeline.sweep.params.items():
+            key = f"params.{name}"
+            if key not in fixed:
+                dims[key] = [f"{key}={hydra_value(v)}" for v in values]
+    if options.multirun:
+        for key, values in _cli_dims(options.sweep_overrides):
+            dims[key] = values
+    if not dims:
+        return [[]]
+    return [list(c) for c in itertools.product(*dims.values())]
+
+
+def link_workspace(project_dir: Path, workspace: Path, pipeline: Pipeline) -> None:
+    """Mirror the project in ``workspace`` with relative symlinks; outputs and their directories stay real."""
+    outputs = set()
+    for s in pipeline.steps:
+        outputs.update(posixpath.normpath(o) for o in s.outputs)
+        if s.metrics:
+            outputs.add(posixpath.normpath(s.metrics))
+    holders = set()
+    for o in outputs:
+        parts = o.split("/")
+        for i in range(1, len(parts)):
+            holders.add("/".join(parts[:i]))
+    # a registry artifact or a data path produced by a step is an output as well
+    skip = {STATE_DIR, ".git"}
+
+    def mirror(src_dir: Path, dst_dir: Path, prefix: str) -> None:
+        dst_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            entries = sorted(os.scandir(src_dir), key=lambda e: e.name)
+        except OSError:
+            return
+        for e in entries:
+            rel = f"{prefix}{e.name}"
+            if not prefix and e.name in skip:
+                continue
+            if rel in outputs:
+                continue
+            dst = dst_dir / e.name
+            if rel in holders and e.is_dir(follow_symlinks=False):
+                mirror(Path(e.path), dst, rel + "/")
+                continue
+            os.symlink(os.path.relpath(e.path, dst_dir), dst)
+        for h in sorted(holders):
+            if h.startswith(prefix) and "/" not in h[len(prefix):]:
+                (dst_dir / h[len(prefix):]).mkdir(exist_ok=True)
+
+    mirror(project_dir, workspace, "")
+
+
+def _combo_label(combo: list[str]) -> str:
+    return ",".join(o.split("=", 1)[0].removeprefix("params.") + "=" + o.split("=", 1)[1] for o in combo) or "base"
+
+
+def run_sweep(project_dir: Path, pipeline: Pipeline, options: RunOptions) -> RunResult:
+    """Run every combination, select the best, restore its outputs, register it."""
+    from mlprism.runtime.ircache import load_pipeline_cached
+
+    grid = sweep_grid(pipeline, options)
+    select_steps(pipeline, options)
+    spec_path = project_dir / pipeline.spec_file
+    compiled = [load_pipeline_cached(spec_path, [*pipeline.overrides, *combo])[0] for combo in grid]
+    select = pipeline.sweep.select if pipeline.sweep else None
+    if options.dry_run:
+        from mlprism.runtime.executor import plan_pipeline
+
+        result = plan_pipeline(project_dir, compiled[0], options)
+        result.sweep = {"runs": [{"combo": _combo_label(c), "overrides": c} for c in grid],
+                        "metric": select.metric if select else None}
+        return result
+    check_secrets(pipeline, options.env)
+    t0 = time.monotonic()
+    sweep_id = new_run_id()
+    with Session(project_dir, pipeline, options) as session:
+        session.shared = True
+        display = session.display
+        display.run_started(sweep_id, f"{pipeline.name} (sweep)", len(grid), session.jobs, unit="run")
+        ledger = session.ledger
+        dims_info = [_combo_label(c) for c in grid]
+        ledger.start_run(sweep_id, pipeline.name, spec_file=pipeline.spec_file, overrides=list(pipeline.overrides),
+                         git_commit=session.git_commit, kind="sweep", params=pipeline.flat_params(), pid=os.getpid(),
+                         info={"combos": dims_info, "multirun": list(options.sweep_overrides),
+                               "select": {"metric": select.metric, "goal": select.goal} if select else None})
+        ledger.commit()
+        base = session.state_dir / "sweeps" / sweep_id
+        runs: list[Run] = []
+        for i, (combo, p) in enumerate(zip(grid, compiled, strict=True)):
+            ws = base / str(i)
+            link_workspace(project_dir, ws, p)
+            run = Run(session, ws, p, options, new_run_id(), write_lock=False, register=False, parent=sweep_id,
+                      info={"sweep": sweep_id, "combo": _combo_label(combo), "index": i})
+            run.label = f"{i}"
+            run._check_inputs()
+            runs.append(run)
+        results: list[RunResult | None] = [None] * len(runs)
+
+        def go(i: int) -> None:
+            results[i] = runs[i].execute()
+
+        status = "failed"
+        try:
+            with ThreadPoolExecutor(max_workers=min(len(runs), session.jobs), thread_name_prefix="mlprism-sweep") as pool:
+                futures = [pool.submit(go, i) for i in range(len(runs))]
+                for f in futures:
+                    f.result()
+        except KeyboardInterrupt:
+            session.terminate()
+            ledger.finish_run(sweep_id, "interrupted")
+            raise
+        table = []
+        for run, res, combo in zip(runs, results, grid, strict=True):
+            assert res is not None
+            table.append({"run_id": run.run_id, "combo": _combo_label(combo), "overrides": combo,
+                          "status": res.status, "metrics": run.metrics(), "selected": False})
+        best = _select(table, select.metric, select.goal) if select else None
+        messages: list[str] = []
+        registered = None
+        lock_written = False
+        steps = {}
+        if best is not None:
+            table[best]["selected"] = True
+            chosen = runs[best]
+            chosen_res = results[best]
+            assert chosen_res is not None
+            steps = chosen_res.steps
+            _restore_outputs(session, chosen, project_dir)
+            lock_written = _write_project_lock(session, chosen, project_dir)
+            data = {d.name: session.hasher.digest(project_dir / d.path) for d in chosen.pipeline.data}
+            chosen.workdir = project_dir
+            registered = chosen.register(data)
+            assert select is not None
+            messages.append(f"selected run {chosen.run_id} ({table[best]['combo']}): "
+                            f"{select.metric} = {table[best]['metrics'][select.metric]:g}; "
+                            "its outputs are now in the project")
+        elif select:
+            messages.append(f"no run succeeded with a `{select.metric}` metric: nothing selected")
+        ok_runs = sum(1 for r in table if r["status"] == "succeeded")
+        status = "succeeded" if ok_runs == len(table) and (best is not None or not select) else "failed"
+        info = {"combos": dims_info, "runs": [r["run_id"] for r in table],
+                "selected": table[best]["run_id"] if best is not None else None,
+                "select": {"metric": select.metric, "goal": select.goal} if select else None,
+                "registered": registered}
+        ledger.finish_run(sweep_id, status, info)
+        ledger.commit()
+        shutil.rmtree(base, ignore_errors=True)
+        for line in _render_table(table, select.metric if select else None):
+            display.message(line)
+        for m in messages:
+            display.message(m)
+        result = RunResult(sweep_id, status, steps, time.monotonic() - t0, registered,
+                           {"id": sweep_id, "metric": select.metric if select else None,
+                            "goal": select.goal if select else None,
+                            "selected": table[best]["run_id"] if best is not None else None, "runs": table},
+                           str(runs[0].lock_file) if lock_written else None, {}, messages)
+        display.run_finished(f"sweep {sweep_id}: {status}: {ok_runs}/{len(table)} runs succeeded"
+                             + (f", selected {table[best]['run_id']}" if best is not None else "")
+                             + f" in {result.duration:.2f}s", result.ok)
+        return result
+
+
+def _select(table: list[dict[str, Any]], metric: str, goal: str) -> int | None:
+    candidates = [(i, r["metrics"][metric]) for i, r in enumerate(table)
+                  if r["status"] == "succeeded" and metric in r["metrics"]]
+    if not candidates:
+        return None
+    pick = max if goal == "max" else min
+    # ties go to the earliest combination: deterministic
+    return pick(candidates, key=lambda iv: (iv[1], -iv[0]) if goal == "max" else (iv[1], iv[0]))[0]
+
+
+def _restore_outputs(session: Session, run: Run, project_dir: Path) -> None:
+    """Put the selected run's outputs into the project (from the cache, else from its workspace)."""
+    for r in run.results.values():
+        for rel, entry in r.outputs.items():
+            dest = project_dir / rel
+            if session.hasher.digest(dest).hash == entry.hash:
+                continue
+            if session.cache.can_restore(entry):
+                session.cache.restore(dest, entry)
+                continue
+            src = run.workdir / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if src.is_dir():
+                shutil.rmtree(dest, ignore_errors=True)
+                shutil.copytree(src, dest)
+            else:
+                tmp = dest.with_name(f".{dest.name}.mlprism-tmp")
+                shutil.copyfile(src, tmp)
+                os.replace(tmp, dest)
+
+
+def _write_project_lock(session: Session, run: Run, project_dir: Path) -> bool:
+    lock = read_lock(run.lock_file)
+    steps = dict(lock.get("steps") or {})
+    steps.update(run.lock_steps)
+    names = set(run.pipeline.step_names)
+    steps = {k: v for k, v in steps.items() if k in names}
+    data = {d.name: {"path": d.path, **session.hasher.digest(project_dir / d.path).to_dict()}
+            for d in run.pipeline.data}
+    doc = lock_document(run.pipeline.name, data, steps, list(run.pipeline.step_names))
+    return write_lock(run.lock_file, render_document(doc), doc)
+
+
+def _render_table(table: list[dict[str, Any]], metric: str | None) -> list[str]:
+    head = ["", "run", "params", "status"] + ([metric] if metric else [])
+    rows = []
+    for r in table:
+        value = r["metrics"].get(metric) if metric else None
+        rows.append(["*" if r["selected"] else "", r["run_id"], r["combo"], r["status"]]
+                    + ([f"{value:g}" if value is not None else "-"] if metric else []))
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows, strict=True)]
+    out = ["  ".join(str(x).ljust(w) for x, w in zip(head, widths, strict=True)).rstrip()]
+    out += ["  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    return out
+

@@ -1,0 +1,96 @@
+"""Robustness with real processes: SIGKILL of the runner, two runs at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SPEC = """
+apiVersion: mlprism/v1
+name: robust
+steps:
+  quick:
+    run: echo quick >> "$COUNT_FILE" && echo q > q.txt
+    outputs: [q.txt]
+  slow:
+    run: echo slow >> "$COUNT_FILE" && while [ ! -e "$RELEASE" ]; do sleep 0.05; done && cat q.txt > s.txt
+    inputs: [q.txt]
+    outputs: [s.txt]
+"""
+
+MLPRISM = str(Path(sys.executable).parent / "mlprism")
+
+
+def _start(proj: Path, *args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen([MLPRISM, "run", "pipeline.yaml", *args], cwd=proj, env={**os.environ, **env},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(path_glob: Path, pattern: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if list(path_glob.glob(pattern)):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{pattern} never appeared in {path_glob}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def test_resume_after_sigkill_of_the_runner(project, proc, tmp_path: Path) -> None:
+    count = tmp_path / "count.txt"
+    env = {"COUNT_FILE": str(count), "RELEASE": str(tmp_path / "release")}
+    proj = project({"pipeline.yaml": SPEC})
+    runner = _start(proj, env=env)
+    _wait_for(proj / ".mlprism" / "runs", "*/slow.log")
+    time.sleep(0.2)
+    runner.send_signal(signal.SIGKILL)
+    runner.wait()
+    notes = list((proj / ".mlprism" / "running").iterdir())
+    assert len(notes) == 1                                  # the killed runner's note of its processes
+    pids = [int(line.split()[0]) for line in notes[0].read_text().splitlines()]
+    slow_pid = pids[-1]
+    assert _alive(slow_pid)                                 # its step is orphaned, still running
+    (tmp_path / "release").touch()
+    r = proc("run", "pipeline.yaml", cwd=proj, env=env)
+    assert r.code == 0, r.out + r.err
+    assert "killed 1 step process group(s) left running by an interrupted run" in r.out
+    assert "[quick] up to date (cached)" in r.out         # finished before the kill: a cache hit
+    assert "[slow] ok" in r.out                            # interrupted: runs again
+    assert count.read_text().split() == ["quick", "slow", "slow"]
+    assert not _alive(slow_pid)
+    r = proc("runs", "list", "--json", cwd=proj)
+    statuses = sorted(run["status"] for run in json.loads(r.out)["runs"])
+    assert statuses == ["interrupted", "succeeded"]
+    assert proc("run", "pipeline.yaml", cwd=proj, env=env).out.count("up to date (cached)") == 2
+
+
+def test_two_runs_at_once_wait_or_fail_with_mlp404(project, proc, tmp_path: Path) -> None:
+    env = {"COUNT_FILE": str(tmp_path / "count.txt"), "RELEASE": str(tmp_path / "release")}
+    proj = project({"pipeline.yaml": SPEC})
+    first = _start(proj, env=env)
+    _wait_for(proj / ".mlprism" / "runs", "*/slow.log")
+    r = proc("run", "pipeline.yaml", "--lock-timeout", "0", cwd=proj, env=env)
+    assert r.code == 2 and "MLP404" in r.err and "another mlprism run holds the project lock" in r.err
+    second = _start(proj, env=env)                         # default: waits for the first one
+    assert second.stdout is not None
+    first_line = second.stdout.readline()                  # printed as soon as it has to wait
+    assert "waiting for the project lock held by pid" in first_line, first_line
+    assert first.poll() is None                            # the first run is still going
+    (tmp_path / "release").touch()
+    first.communicate(timeout=60)
+    out2, err2 = second.communicate(timeout=60)
+    assert first.returncode == 0 and second.returncode == 0, err2
+    assert "everything up to date (2 steps cached)" in out2
+    assert (tmp_path / "count.txt").read_text().split() == ["quick", "slow"]

@@ -1,0 +1,66 @@
+"""Metrics files and evaluation gates."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from mlprism.diagnostics import DiagnosticError
+from mlprism.ir import GateCondition, Step
+from mlprism.runtime.gates import evaluate_gate
+from mlprism.runtime.metrics import read_metrics
+
+
+def test_read_metrics_flattens(tmp_path: Path) -> None:
+    f = tmp_path / "m.json"
+    f.write_text(json.dumps({"acc": 0.9, "val": {"f1": 0.8, "n": 3}, "ok": True, "name": "rf", "l": [1]}))
+    assert read_metrics(f) == {"acc": 0.9, "ok": 1.0, "val.f1": 0.8, "val.n": 3.0}
+
+
+@pytest.mark.parametrize("content", [None, "{bad", "[1, 2]"])
+def test_bad_metrics_are_mlp406(tmp_path: Path, content: str | None) -> None:
+    f = tmp_path / "m.json"
+    if content is not None:
+        f.write_text(content)
+    with pytest.raises(DiagnosticError) as exc:
+        read_metrics(f)
+    assert exc.value.diagnostics[0].code == "MLP406"
+
+
+def _step(*conds: GateCondition) -> Step:
+    return Step(name="evaluate", run="x", run_template="x", gate=conds)
+
+
+def test_min_max() -> None:
+    s = _step(GateCondition("acc", min=0.9), GateCondition("loss", max=0.3))
+    ok = evaluate_gate(s, {"acc": 0.95, "loss": 0.2}, lambda stage: None)
+    assert ok.passed and [c.passed for c in ok.conditions] == [True, True]
+    bad = evaluate_gate(s, {"acc": 0.85}, lambda stage: None)
+    assert not bad.passed
+    assert [(c.kind, c.value, c.bound, c.passed) for c in bad.conditions] == [
+        ("min", 0.85, 0.9, False), ("max", None, 0.3, False)]
+    text = bad.render()
+    assert "FAIL acc: 0.85 >= 0.9 (min)" in text and "FAIL loss: not reported" in text
+
+
+def test_not_worse_than_champion() -> None:
+    s = _step(GateCondition("f1", not_worse_than="production", tolerance=0.01),
+              GateCondition("loss", not_worse_than="production", goal="min"))
+    asked: list[str] = []
+
+    def champ(stage: str) -> dict[str, float] | None:
+        asked.append(stage)
+        return {"f1": 0.80, "loss": 0.5}
+
+    r = evaluate_gate(s, {"f1": 0.795, "loss": 0.4}, champ)
+    assert r.passed and asked == ["production"]          # asked once per stage
+    assert r.conditions[0].bound == pytest.approx(0.79)
+    r = evaluate_gate(s, {"f1": 0.78, "loss": 0.6}, champ)
+    assert [c.passed for c in r.conditions] == [False, False]
+    assert "champion 0.8" in r.render()
+
+
+def test_no_champion_passes_and_says_so() -> None:
+    r = evaluate_gate(_step(GateCondition("f1", not_worse_than="production")), {"f1": 0.1}, lambda s: None)
+    assert r.passed and "no champion" in r.conditions[0].note

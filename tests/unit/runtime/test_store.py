@@ -1,0 +1,113 @@
+"""The content-addressed cache, the lock file and the ledger: real files, real SQLite."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+import yaml
+from mlprism import dump_yaml
+from mlprism.runtime.cache import Cache, StepRecord
+from mlprism.runtime.hashing import Hasher
+from mlprism.runtime.ledger import Ledger
+from mlprism.runtime.lockfile import (
+    HEADER,
+    lock_document,
+    lock_path,
+    read_lock,
+    render_lock,
+    write_lock,
+)
+
+
+def test_store_and_restore_file_and_tree(tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "state")
+    cache.clean_tmp()
+    h = Hasher(None)
+    f = tmp_path / "w" / "model.bin"
+    f.parent.mkdir()
+    f.write_bytes(b"weights")
+    os.chmod(f, 0o755)
+    entry = cache.store(f, h.digest(f))
+    obj = cache.object_path(entry.hash)
+    assert obj.read_bytes() == b"weights" and obj.parent.name == entry.hash[:2]
+    assert entry.executable
+    d = tmp_path / "w" / "dir"
+    (d / "x").mkdir(parents=True)
+    (d / "x" / "a").write_text("a")
+    (d / "empty").mkdir()
+    tree = cache.store(d, h.digest(d))
+    f.write_bytes(b"changed")
+    import shutil
+
+    shutil.rmtree(d)
+    cache.restore(f, entry)
+    cache.restore(d, tree)
+    assert f.read_bytes() == b"weights" and os.access(f, os.X_OK)
+    assert (d / "x" / "a").read_text() == "a" and (d / "empty").is_dir()
+    assert h.digest(d).hash == tree.hash
+    f.write_bytes(b"overwrite")            # restored files are copies: the object is untouched
+    assert obj.read_bytes() == b"weights"
+    assert cache.can_restore(tree)
+    cache.object_path(h.digest(tmp_path / "w" / "dir" / "x" / "a").hash).unlink()
+    assert not cache.can_restore(tree)
+
+
+def test_records_round_trip_and_tmp_is_cleaned(tmp_path: Path) -> None:
+    cache = Cache(tmp_path)
+    cache.clean_tmp()
+    (cache.tmp / "leftover").write_text("half")
+    cache.put_record(StepRecord("ab" * 32, "train", {}, {"acc": 0.5}, {"v": 1}))
+    rec = cache.get_record("ab" * 32)
+    assert rec is not None and rec.metrics == {"acc": 0.5} and rec.step == "train"
+    assert cache.get_record("cd" * 32) is None
+    cache.record_path("ef" * 32).parent.mkdir(parents=True, exist_ok=True)
+    cache.record_path("ef" * 32).write_text("{broken")
+    assert cache.get_record("ef" * 32) is None
+    cache.clean_tmp()
+    assert list(cache.tmp.iterdir()) == []
+
+
+def test_lock_is_deterministic_sorted_and_equal_to_dump_yaml(tmp_path: Path) -> None:
+    steps = {"b": {"fingerprint": "f", "params": {"z": 1, "a": "x: y"}, "inputs": {}, "outputs": {}},
+             "a": {"fingerprint": "g", "params": {}, "inputs": {"in.txt": {"hash": "h", "size": 1}}, "outputs": {}}}
+    data = {"raw": {"path": "d.csv", "hash": "h", "size": 3}}
+    text = render_lock("p", data, steps, ["a", "b"])
+    assert text == render_lock("p", dict(reversed(data.items())), dict(reversed(steps.items())), ["a", "b"])
+    assert text == dump_yaml(lock_document("p", data, steps, ["a", "b"]), header=HEADER)
+    assert list(yaml.safe_load(text)["steps"]) == ["a", "b"]
+    assert list(yaml.safe_load(text)["steps"]["b"]["params"]) == ["a", "z"]
+    path = lock_path(tmp_path / "pipeline.yaml")
+    assert path.name == "mlprism.lock" and lock_path(tmp_path / "other.yaml").name == "other.mlprism.lock"
+    assert write_lock(path, text) and not write_lock(path, text)
+    assert read_lock(path)["steps"]["a"]["fingerprint"] == "g"
+    assert [p.name for p in tmp_path.iterdir()] == ["mlprism.lock"]      # no temporary left behind
+    path.write_text("version: 99\n")
+    assert read_lock(path) == {}
+
+
+def test_ledger_tables_wal_and_reports(tmp_path: Path) -> None:
+    db = tmp_path / "ledger.db"
+    with Ledger(db) as ledger:
+        ledger.start_run("20260101-000000-aaaaaa", "p", overrides=["params.x=1"], params={"x": 1, "m.d": [1]})
+        ledger.record_step("20260101-000000-aaaaaa", "train", status="succeeded", exit_code=0, duration=0.5,
+                           fingerprint="fp", cache_hit=False, attempts=1)
+        ledger.add_metrics("20260101-000000-aaaaaa", "train", {"acc": 0.9})
+        ledger.add_artifacts("20260101-000000-aaaaaa", "train", "output", {"m.bin": ("h", 3)})
+        ledger.add_lineage("20260101-000000-aaaaaa", [("path:in", "step:train", "input")])
+        ledger.finish_run("20260101-000000-aaaaaa", "succeeded")
+        rid = ledger.add_report("drift", {"psi": 0.3})
+        ledger.start_run("20260101-000001-bbbbbb", "p")
+        ledger.commit()
+        assert ledger.mark_interrupted() == ["20260101-000001-bbbbbb"]
+        assert ledger.resolve("20260101-000000") == "20260101-000000-aaaaaa"
+        assert ledger.resolve("latest") == "20260101-000001-bbbbbb"
+        assert ledger.params("20260101-000000-aaaaaa") == {"m.d": [1], "x": 1}
+        assert ledger.metrics("20260101-000000-aaaaaa") == {"train": {"acc": 0.9}}
+        assert ledger.reports("drift")[0]["payload"] == {"psi": 0.3} and rid > 0
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"runs", "step_runs", "params", "metrics", "artifacts", "lineage", "reports"} <= tables
+    assert conn.execute("SELECT status FROM runs WHERE id='20260101-000001-bbbbbb'").fetchone()[0] == "interrupted"
