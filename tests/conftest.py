@@ -96,7 +96,10 @@ def require(kind: str, reason: str) -> None:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--update-goldens", action="store_true", help="rewrite golden files instead of comparing")
+    try:
+        parser.addoption("--update-goldens", action="store_true", help="rewrite golden files instead of comparing")
+    except ValueError:      # examples/plugins/*/tests/conftest.py (collected first) already added it
+        pass
 
 
 @pytest.fixture(autouse=True, scope="session")

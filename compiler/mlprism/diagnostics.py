@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 __all__ = [
     "CODES",
@@ -26,7 +26,7 @@ __all__ = [
 ]
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     ERROR = "error"
     WARNING = "warning"
     NOTE = "note"
@@ -141,6 +141,7 @@ CODES: dict[str, str] = {
     # 0xx: the tool itself
     "MLP001": "Internal error: a bug in mlprism or a plugin; please report it (rerun with --debug for the trace).",
     "MLP002": "Bad command line: unknown option, missing argument or a file that does not exist.",
+    "MLP003": "`mlprism init` would overwrite existing files (nothing is written; use --force).",
     # 1xx: load and compose
     "MLP100": "YAML syntax error.",
     "MLP101": "Duplicate key in a mapping (YAML would silently keep the last one).",
@@ -179,6 +180,8 @@ CODES: dict[str, str] = {
     "MLP302": "The spec uses a feature the chosen target cannot express.",
     "MLP303": "Invalid options in a target's `targets.<name>` section.",
     "MLP304": "Generated files are stale (`--check`).",
+    "MLP320": "A spec value cannot be carried into the kubernetes target's manifests (`{{`, which Argo "
+              "substitutes, or two names that become one Argo name).",
     # 4xx: running
     "MLP400": "A step failed.",
     "MLP401": "A step did not produce a declared output.",
@@ -191,6 +194,14 @@ CODES: dict[str, str] = {
     "MLP408": "The model registry refused the operation.",
     "MLP409": "Drift detected.",
     "MLP410": "Writing failed (disk full, permissions).",
+    "MLP411": "A step of a partial run (--only, --from) reads an input no selected step makes, and it does not exist.",
+    "MLP412": "An optional dependency is not installed (`pip install 'mlprism[serve]'`, `'mlprism[mlflow]'`).",
+    "MLP413": "Mirroring runs or models to the tracking server (MLflow) failed.",
+    # 45x: Docker (mlprism build, mlprism run --in-docker)
+    "MLP450": "No Docker engine is reachable (DOCKER_HOST, or the default socket).",
+    "MLP451": "A Docker image build failed.",
+    "MLP452": "Something an image build or a container needs is missing (an image, a model, the mlprism wheel).",
+    "MLP453": "A container could not be created, started or stopped.",
 }
 
 

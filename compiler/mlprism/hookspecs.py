@@ -101,3 +101,17 @@ def mlprism_transform_ir(pipeline: Pipeline) -> Pipeline | None:
     randomness or I/O) so compiles stay byte-identical. The graph is rebuilt
     and checked for cycles after all transforms ran.
     """
+
+
+# -- Runtime -------------------------------------------------------------------------
+
+@hookspec
+def mlprism_model_loaders() -> dict[str, Any] | None:
+    """Add model loaders for ``mlprism serve``, by flavor.
+
+    Return ``{"flavor": loader}`` where ``loader(path)`` loads the registered artifact
+    (a file or a directory) and returns an object with ``predict(X)`` (and optionally
+    ``predict_proba(X)``). ``sklearn`` (joblib) and ``pickle`` are built in. The flavor of a
+    version is the spec's ``registry.flavor`` recorded in its lineage, else guessed from the
+    file extension.
+    """

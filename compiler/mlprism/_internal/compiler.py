@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlprism.diagnostics import Diagnostic, DiagnosticError, Diagnostics, Location, Severity, did_you_mean
-from mlprism.ir import Pipeline
 from mlprism._internal import graph as graph_stage
 from mlprism._internal.compose import compose
 from mlprism._internal.features import capability_errors
@@ -22,6 +20,15 @@ from mlprism._internal.plugins import Plugins, load_plugins, schema_sections
 from mlprism._internal.target import EmitContext, GeneratedFile
 from mlprism._internal.validate import full_schema, schema_errors, semantic_errors
 from mlprism._internal.write import normalize
+from mlprism.diagnostics import (
+    Diagnostic,
+    DiagnosticError,
+    Diagnostics,
+    Location,
+    Severity,
+    did_you_mean,
+)
+from mlprism.ir import Pipeline
 
 _PLUGINS: dict[tuple[str, ...], Plugins] = {}
 
@@ -128,7 +135,8 @@ def emit(pipeline: Pipeline, target_name: str, plugins: Plugins, project_path: s
     from mlprism._version import __version__
 
     target = plugins.targets.get(target_name)
-    caps = capability_errors(pipeline, target_name, target.capabilities)
+    caps = capability_errors(pipeline, target_name, target.capabilities,
+                             {t.name: t.capabilities for t in plugins.targets})
     if caps:
         raise DiagnosticError(caps)
     ctx = EmitContext(options=target_options(pipeline, target), project_path=project_path,

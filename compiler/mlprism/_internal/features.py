@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from mlprism.diagnostics import Diagnostic, Location
+from collections.abc import Mapping
+
+from mlprism.diagnostics import Diagnostic
 from mlprism.ir import Pipeline
 
 #: feature -> what it means. Targets declare the ones they can express.
@@ -33,69 +35,124 @@ FEATURES: dict[str, str] = {
 }
 
 
-def features_used(p: Pipeline) -> dict[str, str]:
-    """feature -> the dotted spec key that uses it (for the diagnostic's location)."""
-    used: dict[str, str] = {"steps": "steps"}
-    if any(s.cache for s in p.steps):
-        used["caching"] = "steps"
-    targets_of = {e.target for e in p.edges}
-    sources = [s.name for s in p.steps if s.name not in targets_of]
-    if len(p.steps) > 1 and (len(sources) > 1 or any(len(p.downstream(s.name)) > 1 for s in p.steps)):
-        used["parallelism"] = "steps"
+def feature_uses(p: Pipeline) -> dict[str, list[str]]:
+    """feature -> every dotted spec key that uses it, in spec order."""
+    used: dict[str, list[str]] = {"steps": ["steps"]}
+
+    def add(feature: str, key: str) -> None:
+        keys = used.setdefault(feature, [])
+        if key not in keys:
+            keys.append(key)
+
+    cached = [s.name for s in p.steps if s.cache]
+    for name in cached:
+        add("caching", f"steps.{name}")
+    # Independent steps exist unless the order is total (a chain). Steps are in topological
+    # order; two steps at the same depth (longest path from a source) are independent.
+    depth: dict[str, int] = {}
+    upstream: dict[str, list[str]] = {}
+    for e in p.edges:
+        upstream.setdefault(e.target, []).append(e.source)
+    at_depth: dict[int, list[str]] = {}
+    for s in p.steps:
+        depth[s.name] = 1 + max((depth.get(u, 0) for u in upstream.get(s.name, ())), default=0)
+        at_depth.setdefault(depth[s.name], []).append(s.name)
+    for names in at_depth.values():
+        if len(names) > 1:
+            add("parallelism", f"steps.{names[1]}")
     if p.params:
-        used["params"] = "params"
+        add("params", "params")
     if p.data:
-        used["data"] = "data"
+        add("data", "data")
+    if p.environment.variables:
+        add("env", "environment.variables")
     for s in p.steps:
         if s.metrics:
-            used.setdefault("metrics", f"steps.{s.name}.metrics")
+            add("metrics", f"steps.{s.name}.metrics")
         if s.retries:
-            used.setdefault("retries", f"steps.{s.name}.retries")
+            add("retries", f"steps.{s.name}.retries")
         if s.timeout:
-            used.setdefault("timeouts", f"steps.{s.name}.timeout")
+            add("timeouts", f"steps.{s.name}.timeout")
         if s.resources.cpu or s.resources.memory:
-            used.setdefault("resources", f"steps.{s.name}.resources")
+            add("resources", f"steps.{s.name}.resources")
         if s.resources.gpu:
-            used.setdefault("gpu", f"steps.{s.name}.resources.gpu")
+            add("gpu", f"steps.{s.name}.resources.gpu")
         if s.gate:
-            used.setdefault("gates", f"steps.{s.name}.gate")
+            add("gates", f"steps.{s.name}.gate")
         if s.env:
-            used.setdefault("env", f"steps.{s.name}.env")
-    if p.environment.variables:
-        used.setdefault("env", "environment.variables")
+            add("env", f"steps.{s.name}.env")
     if p.environment.secrets:
-        used["secrets"] = "environment.secrets"
+        add("secrets", "environment.secrets")
     if p.sweep:
-        used["sweeps"] = "sweep"
+        add("sweeps", "sweep")
     if p.registry:
-        used["registry"] = "registry"
+        add("registry", "registry")
     if p.deploy and p.deploy.serve:
-        used["serve"] = "deploy.serve"
+        add("serve", "deploy.serve")
         if p.deploy.serve.autoscale:
-            used["autoscale"] = "deploy.serve.autoscale"
+            add("autoscale", "deploy.serve.autoscale")
     if p.deploy and p.deploy.rollout and p.deploy.rollout.strategy == "canary":
-        used["canary"] = "deploy.rollout"
+        add("canary", "deploy.rollout")
     if p.monitor:
-        used["monitor"] = "monitor"
+        add("monitor", "monitor")
     if p.triggers.schedule:
-        used["schedule"] = "triggers.schedule"
+        add("schedule", "triggers.schedule")
     if p.triggers.push is not None:
-        used["push"] = "triggers.push"
+        add("push", "triggers.push")
     if p.triggers.manual:
-        used["manual"] = "triggers.manual"
+        add("manual", "triggers.manual")
     if p.tracking.backend == "mlflow":
-        used["mlflow"] = "tracking"
+        add("mlflow", "tracking")
     return used
 
 
-def capability_errors(p: Pipeline, target_name: str, capabilities: dict[str, str] | object) -> list[Diagnostic]:
+def features_used(p: Pipeline) -> dict[str, str]:
+    """feature -> the first dotted spec key that uses it (for the diagnostic's location)."""
+    return {feature: keys[0] for feature, keys in feature_uses(p).items()}
+
+
+def _fix(feature: str, keys: list[str]) -> str:
+    """How to stop using a feature, in words and as command-line overrides."""
+    shown = keys[:4]
+    more = f" and {len(keys) - len(shown)} more" if len(keys) > len(shown) else ""
+    if feature == "caching":
+        names = [k.split(".", 1)[1] for k in shown]
+        return ("set `cache: false` on the steps (on the command line: "
+                + " ".join(f"`+steps.{n}.cache=false`" for n in names) + more + ")")
+    if feature == "parallelism":
+        return "chain the steps with `needs` so that they run one after another"
+    if feature == "steps":
+        return "this target cannot run steps at all"
+    if feature == "params":
+        return "write the values into the commands instead of `${params.…}`"
+    listed = ", ".join(f"`{k}`" for k in shown) + more
+    overrides = " ".join(f"~{k}" for k in shown)
+    return f"remove {listed} for this target (on the command line: `{overrides}`{more})"
+
+
+def capability_errors(p: Pipeline, target_name: str, capabilities: Mapping[str, str] | object,
+                      others: Mapping[str, Mapping[str, str]] | None = None) -> list[Diagnostic]:
+    """One MLP302 per feature the pipeline uses and the target does not declare.
+
+    ``others`` maps the other installed targets to their capabilities, so the
+    hint can name the targets that do support the feature.
+    """
     caps = dict(capabilities)  # type: ignore[call-overload]
     diags = []
-    for feature, key in features_used(p).items():
-        if feature not in caps:
-            loc: Location | None = p.location(key)
-            diags.append(Diagnostic(
-                "MLP302", f"target `{target_name}` cannot express `{feature}` ({FEATURES.get(feature, feature)})",
-                loc, f"remove `{key}` for this target (e.g. `~{key}` on the command line), "
-                     "or compile to a target that supports it (`mlprism plugins` lists them)"))
-    return diags
+    for feature, keys in feature_uses(p).items():
+        if feature in caps:
+            continue
+        able = sorted(name for name, c in (others or {}).items() if name != target_name and feature in c)
+        elsewhere = (f"or compile to a target that can: {', '.join(able)}" if able
+                     else "or compile to a target that supports it (`mlprism plugins` lists them; "
+                          "docs/reference/capabilities.md has the matrix)")
+        what = FEATURES.get(feature, feature).rstrip(".")
+        diags.append(Diagnostic(
+            "MLP302", f"target `{target_name}` cannot express `{feature}` ({what}), which the spec uses",
+            p.location(keys[0]), f"{_fix(feature, keys)}; {elsewhere}"))
+    return sorted(diags, key=_position)
+
+
+def _position(d: Diagnostic) -> tuple[int, int]:
+    loc = d.location
+    return (loc.line or 0, loc.col or 0) if loc else (0, 0)

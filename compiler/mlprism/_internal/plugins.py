@@ -11,8 +11,8 @@ from typing import Any
 import pluggy
 
 from mlprism import hookspecs
-from mlprism.diagnostics import Diagnostic, Severity
 from mlprism._internal.target import TargetRegistry
+from mlprism.diagnostics import Diagnostic, Severity
 
 DISABLE_ENV = "MLPRISM_DISABLE_PLUGIN_AUTOLOAD"
 

@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlprism.diagnostics import Diagnostic, DiagnosticError
 from mlprism._internal.target import GeneratedFile
 from mlprism._internal.validate import path_problem
+from mlprism.diagnostics import Diagnostic, DiagnosticError
 
 
 @dataclass

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import json
 import os
@@ -34,6 +35,7 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+@functools.cache   # argparse parsers are reusable; building ~30 subparsers costs more than a validate
 def build_parser() -> argparse.ArgumentParser:
     from mlprism._version import __version__
 
@@ -70,7 +72,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     as_json = "--json" in argv
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # overrides after options (`compile SPEC -t T params.x=1`): argparse cannot intermix them
+            if not hasattr(args, "overrides") or any(e.startswith("-") for e in extra):
+                raise UsageError(f"unrecognized arguments: {' '.join(extra)}")
+            args.overrides = [*args.overrides, *extra]
         if not getattr(args, "handler", None):
             parser.print_help()
             return EXIT_USAGE
