@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import re
+
 import yaml
+
+# Plain scalars a YAML 1.2 reader (kubectl, GitHub, ruamel) would not read back as a string,
+# though PyYAML's YAML 1.1 resolver would: these are always written quoted.
+_YAML12_NON_STRING = re.compile(
+    r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|0o[0-7]+|0x[0-9a-fA-F]+"
+    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)|null|Null|NULL|~|true|True|TRUE|false|False|FALSE"
+    r"|y|Y|yes|Yes|YES|n|N|no|No|NO|on|On|ON|off|Off|OFF)$")
 
 
 class _Dumper(yaml.SafeDumper):
@@ -17,6 +26,8 @@ class _Dumper(yaml.SafeDumper):
 def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
     if "\n" in value and not any(line != line.rstrip() for line in value.splitlines()) and "\t" not in value:
         return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|")
+    if _YAML12_NON_STRING.match(value):
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="'")
     return dumper.represent_scalar("tag:yaml.org,2002:str", value)
 
 
