@@ -1342,10 +1342,31 @@ def run_pipeline(project_dir: Path, pipeline: Pipeline, options: RunOptions | No
     if _sweep_applies(pipeline, options):
         from mlprism.runtime.sweep import run_sweep
 
-        return run_sweep(project_dir, pipeline, options)
+        return _mirror(project_dir, pipeline, run_sweep(project_dir, pipeline, options))
     select_steps(pipeline, options)                # unknown names: MLP407 before anything else
     if options.dry_run:
         return plan_pipeline(project_dir, pipeline, options)
+    return _mirror(project_dir, pipeline, _run_once(project_dir, pipeline, options))
+
+
+def _mirror(project_dir: Path, pipeline: Pipeline, result: RunResult) -> RunResult:
+    """Mirror the ledger and registry to MLflow when the spec says `tracking: {backend: mlflow}`.
+
+    The embedded ledger stays the source of truth: a failed mirror is a warning, not a failed run.
+    """
+    if pipeline.tracking.backend != "mlflow":
+        return result
+    from mlprism.runtime.tracking import sync_if_configured
+
+    try:
+        sync_if_configured(project_dir, pipeline)
+    except DiagnosticError as exc:
+        for diag in exc.diagnostics:
+            print(f"warning: {diag.render()}", file=sys.stderr)
+    return result
+
+
+def _run_once(project_dir: Path, pipeline: Pipeline, options: RunOptions) -> RunResult:
     check_secrets(pipeline, options.env)
     with Session(project_dir, pipeline, options) as session:
         signal_guard = _TermAsInterrupt() if threading.current_thread() is threading.main_thread() else None
