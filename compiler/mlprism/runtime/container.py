@@ -1,0 +1,202 @@
+"""Running steps inside the pipeline image (``mlprism run --in-docker``) and reaching the engine.
+
+:class:`DockerLauncher` runs one step's command in a container of the pipeline
+image built by ``mlprism build``: the project directory is bind-mounted at
+``/workspace`` (so the step sees the same relative layout and writes its outputs
+into the project), the container runs as the invoking user, its output goes to
+the step's log file, and it is killed when the step's timeout passes. Hashing,
+the cache and the lock file stay with the caller on the host, so fingerprints and
+lock files equal those of a local run.
+
+The engine is the one ``DOCKER_HOST`` names (or Docker's default socket). The
+engine must see the project directory at the same path (a local engine).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mlprism.diagnostics import Diagnostic, DiagnosticError
+
+__all__ = ["CONTAINER_WORKDIR", "TIMEOUT_EXIT_CODE", "DockerLauncher", "docker_client", "engine_hint"]
+
+#: Where the project is mounted inside step containers (compose uses the same path).
+CONTAINER_WORKDIR = "/workspace"
+#: The exit status :meth:`DockerLauncher.run` returns for a step it killed on timeout (as `timeout(1)`).
+TIMEOUT_EXIT_CODE = 124
+
+#: Host variables that describe the host, not the step: never passed into a container.
+_HOST_ONLY = frozenset({
+    "PATH", "HOME", "PWD", "OLDPWD", "SHELL", "USER", "LOGNAME", "HOSTNAME", "TMPDIR", "TMP", "TEMP",
+    "VIRTUAL_ENV", "PYTHONHOME", "PYTHONPATH", "PYTHONSTARTUP", "LD_LIBRARY_PATH", "LD_PRELOAD",
+    "DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY", "SSH_AUTH_SOCK",
+    "XDG_RUNTIME_DIR", "DISPLAY", "MAIL", "SHLVL", "_",
+})
+
+
+def engine_hint() -> str:
+    return ("start a Docker engine and point DOCKER_HOST at it (on Debian as root: "
+            "`source .ci/docker-engine.sh && start_docker_engine`), or check its socket's permissions")
+
+
+def docker_client(timeout: float = 120) -> Any:
+    """A connected ``docker.DockerClient``; a Diagnostic (MLP450), not a traceback, when none answers."""
+    try:
+        import docker
+    except ImportError as exc:      # pragma: no cover - a declared dependency
+        raise DiagnosticError([Diagnostic("MLP450", f"the docker SDK is not installed ({exc})",
+                                          hint="pip install 'docker>=7'")])
+    host = os.environ.get("DOCKER_HOST")
+    where = host or "the default socket (unix:///var/run/docker.sock)"
+    try:
+        client = (docker.DockerClient(base_url=host, timeout=int(timeout)) if host
+                  else docker.from_env(timeout=int(timeout)))
+        client.ping()
+    except Exception as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DiagnosticError([Diagnostic("MLP450", f"no Docker engine answers at {where}: {reason}",
+                                          hint=engine_hint())])
+    return client
+
+
+class DockerLauncher:
+    """Runs step commands in containers of ``image`` with ``project_dir`` mounted at /workspace."""
+
+    def __init__(self, image: str, project_dir: Path, *, client: Any = None, user: str | None = None,
+                 network: str | None = None, shell: str = "/bin/sh") -> None:
+        self.image = image
+        self.project_dir = Path(project_dir).resolve()
+        self.client = client if client is not None else docker_client()
+        self.user = user or (f"{os.getuid()}:{os.getgid()}" if hasattr(os, "getuid") else None)
+        self.network = network or os.environ.get("MLPRISM_DOCKER_NETWORK") or None
+        self.shell = shell
+        self._running: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        import docker.errors
+
+        try:
+            self.image_id = self.client.images.get(image).id
+        except docker.errors.ImageNotFound:
+            raise DiagnosticError([Diagnostic(
+                "MLP452", f"the image `{image}` does not exist in the Docker engine",
+                hint="build it with `mlprism build SPEC` (or pass --image with one that exists)")])
+        except docker.errors.APIError as exc:
+            raise DiagnosticError([Diagnostic("MLP450", f"the Docker engine refused to inspect `{image}`: "
+                                              f"{exc.explanation or exc}", hint=engine_hint())])
+
+    # -- paths and environment -----------------------------------------------------------
+    def container_path(self, host_path: Path) -> str:
+        """The path inside the container of a path under the project directory."""
+        path = Path(host_path).resolve()
+        try:
+            rel = path.relative_to(self.project_dir)
+        except ValueError:
+            raise DiagnosticError([Diagnostic(
+                "MLP453", f"{path} is outside the project directory {self.project_dir}, which is all a "
+                          "step container sees", hint="run steps from inside the project")])
+        return CONTAINER_WORKDIR if rel == Path(".") else f"{CONTAINER_WORKDIR}/{rel.as_posix()}"
+
+    @staticmethod
+    def container_env(env: Mapping[str, str]) -> dict[str, str]:
+        """The step's environment without what only describes the host; HOME is a writable /tmp."""
+        out = {k: str(v) for k, v in env.items() if k not in _HOST_ONLY and "=" not in k and k}
+        out["HOME"] = "/tmp"
+        return dict(sorted(out.items()))
+
+    # -- running -------------------------------------------------------------------------
+    def run(self, command: str, *, cwd: Path, env: dict[str, str], log_path: Path,
+            timeout: float | None) -> int:
+        """Run `command` with the shell in a fresh container; return its exit status.
+
+        Output (stdout and stderr, interleaved) is appended to `log_path`. After
+        `timeout` seconds the container is killed and :data:`TIMEOUT_EXIT_CODE` returned.
+        The container is always removed.
+        """
+        import docker.errors
+        import requests.exceptions
+
+        log_path = Path(log_path)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        kwargs: dict[str, Any] = {
+            "entrypoint": [self.shell, "-c"],
+            "command": [command],
+            "working_dir": self.container_path(cwd),
+            "environment": self.container_env(env),
+            "volumes": {str(self.project_dir): {"bind": CONTAINER_WORKDIR, "mode": "rw"}},
+            "labels": {"io.mlprism.role": "step", "io.mlprism.project": str(self.project_dir)},
+            "detach": True,
+            "stdin_open": False,
+            "tty": False,
+        }
+        if self.user:
+            kwargs["user"] = self.user
+        if self.network:
+            kwargs["network_mode"] = self.network
+        try:
+            container = self.client.containers.create(self.image_id, **kwargs)
+        except docker.errors.APIError as exc:
+            raise DiagnosticError([Diagnostic("MLP453", f"cannot create a container of `{self.image}`: "
+                                              f"{exc.explanation or exc}")])
+        pump: threading.Thread | None = None
+        with self._lock:
+            self._running[container.id] = container
+        try:
+            with open(log_path, "ab") as log:
+                try:
+                    container.start()
+                except docker.errors.APIError as exc:
+                    raise DiagnosticError([Diagnostic("MLP453", f"cannot start a container of `{self.image}`: "
+                                                      f"{exc.explanation or exc}")])
+                pump = threading.Thread(target=_copy_logs, args=(container, log), daemon=True)
+                pump.start()
+                try:
+                    result = container.wait(timeout=timeout) if timeout else container.wait()
+                    status = int(result.get("StatusCode", 1))
+                except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+                    _kill(container)
+                    status = TIMEOUT_EXIT_CODE
+                pump.join(timeout=10)
+                log.flush()
+            return status
+        finally:
+            with self._lock:
+                self._running.pop(container.id, None)
+            _remove(container)
+
+    def terminate_all(self) -> None:
+        """Kill every running step container (the runner is stopping)."""
+        with self._lock:
+            containers = list(self._running.values())
+        threads = [threading.Thread(target=_kill, args=(c,)) for c in containers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+
+def _copy_logs(container: Any, log: Any) -> None:
+    try:
+        for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
+            log.write(chunk)
+            log.flush()
+    except Exception:     # the container went away (killed on timeout): the log ends here
+        pass
+
+
+def _kill(container: Any) -> None:
+    try:
+        container.kill()
+        container.wait(timeout=30)
+    except Exception:
+        pass
+
+
+def _remove(container: Any) -> None:
+    try:
+        container.remove(force=True)
+    except Exception:
+        pass

@@ -1,0 +1,128 @@
+"""`mlprism build` without an engine: the staged context, the mlprism wheel, clear diagnostics."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import mlprism
+import pytest
+from mlprism._internal.cli.docker import build_wheel
+from mlprism.runtime.container import DockerLauncher
+
+from tests.conftest import GOLDEN, run_cli, run_proc
+
+NO_ENGINE = {"DOCKER_HOST": "unix:///nonexistent/mlprism-test/docker.sock"}
+
+
+@pytest.fixture(autouse=True)
+def _no_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", NO_ENGINE["DOCKER_HOST"])
+
+
+@pytest.fixture
+def minimal(tmp_path: Path) -> Path:
+    dest = tmp_path / "minimal"
+    shutil.copytree(GOLDEN / "minimal", dest, ignore=shutil.ignore_patterns("expected"))
+    return dest
+
+
+def test_no_engine_is_a_diagnostic(minimal: Path) -> None:
+    result = run_proc("build", "pipeline.yaml", cwd=minimal, env=NO_ENGINE)
+    assert result.code == 2, result.err
+    assert "error[MLP450]: no Docker engine answers at unix:///nonexistent/mlprism-test/docker.sock" in result.err
+    assert "hint: start a Docker engine" in result.err
+    assert "Traceback" not in result.err
+
+
+def test_in_docker_without_engine_is_a_diagnostic(minimal: Path) -> None:
+    result = run_cli("run", "pipeline.yaml", "--in-docker", cwd=minimal)
+    assert result.code == 2, result.err
+    assert "MLP450" in result.err and "Traceback" not in result.err
+
+
+def test_prepare_only_stages_wheel_and_dockerfile(minimal: Path) -> None:
+    result = run_cli("build", "pipeline.yaml", "--prepare-only", cwd=minimal)
+    assert result.code == 0, result.err
+    staged = minimal / ".mlprism" / "docker"
+    wheel = staged / "wheels" / f"mlprism-{mlprism.__version__}-py3-none-any.whl"
+    assert wheel.is_file()
+    expected = GOLDEN / "minimal" / "expected" / "docker"
+    assert (staged / "Dockerfile").read_bytes() == (expected / "Dockerfile").read_bytes()
+    assert (staged / "Dockerfile.dockerignore").read_bytes() == (expected / ".dockerignore").read_bytes()
+    deps = (staged / "mlprism-requirements.txt").read_text().splitlines()
+    assert any(d.startswith("hydra-core") for d in deps) and any(d.startswith("fastapi") for d in deps)
+    assert not any("extra ==" in d for d in deps)
+    first = wheel.read_bytes()
+    again = run_cli("build", "pipeline.yaml", "--prepare-only", cwd=minimal)
+    assert again.code == 0 and wheel.read_bytes() == first
+
+
+def test_serving_image_needs_a_registered_model(tmp_path: Path) -> None:
+    project = tmp_path / "full"
+    shutil.copytree(GOLDEN / "full", project, ignore=shutil.ignore_patterns("expected"))
+    default = run_cli("build", "pipeline.yaml", "--prepare-only", cwd=project)
+    assert default.code == 0, default.err
+    assert "warning[MLP452]: skipping the serving image" in default.err
+    assert "note[MLP302]: the images do not carry" in default.err      # a note, not an error, for `build`
+    assert (project / ".mlprism" / "docker" / "Dockerfile").is_file()
+    assert not (project / ".mlprism" / "docker" / "model").exists()
+    asked = run_cli("build", "pipeline.yaml", "--prepare-only", "--image", "serve", cwd=project)
+    assert asked.code == 2
+    assert "MLP452" in asked.err and "cannot export churn@production" in asked.err
+    assert "Traceback" not in asked.err
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--tag", "latest"], "image tag `latest` is not allowed"),
+    (["--base-image", "python"], "--base-image `python` is not pinned"),
+    (["--base-image", "python:latest"], "is not pinned"),
+])
+def test_bad_build_arguments(minimal: Path, args: list[str], message: str) -> None:
+    result = run_cli("build", "pipeline.yaml", *args, cwd=minimal)
+    assert result.code == 2 and message in result.err, result.err
+
+
+def test_wheel_is_deterministic_complete_and_installable(tmp_path: Path) -> None:
+    a = build_wheel(tmp_path / "a").read_bytes()
+    wheel = build_wheel(tmp_path / "b")
+    assert wheel.read_bytes() == a
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+        info = f"mlprism-{mlprism.__version__}.dist-info"
+        assert {"mlprism/__init__.py", "mlprism/runtime/container.py", "mlprism_docker/templates/Dockerfile.j2",
+                "mlprism_schemas/pipeline.v1.json", f"{info}/METADATA", f"{info}/entry_points.txt",
+                f"{info}/RECORD"} <= names
+        assert not any("__pycache__" in n for n in names)
+        assert "docker = mlprism_docker" in zf.read(f"{info}/entry_points.txt").decode()
+        for line in zf.read(f"{info}/RECORD").decode().splitlines():
+            name, digest, size = line.split(",")
+            if digest:
+                data = zf.read(name)
+                want = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+                assert digest == f"sha256={want}" and int(size) == len(data), name
+    target = tmp_path / "site"
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target",
+                          str(target), str(wheel)], capture_output=True, text=True, timeout=120)
+    assert pip.returncode == 0, pip.stderr
+    probe = ("import importlib.metadata as m, mlprism, mlprism_docker; "
+             "print(mlprism.__version__, sorted(e.name for e in m.entry_points(group='mlprism')"
+             " if e.dist.name == 'mlprism'))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(target)}, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split(" ", 1)[0] == mlprism.__version__
+    assert "'docker'" in out.stdout and "'local'" in out.stdout
+
+
+def test_container_env_drops_host_only_variables() -> None:
+    env = DockerLauncher.container_env({"PATH": "/host/bin", "HOME": "/root", "VIRTUAL_ENV": "/v",
+                                        "PYTHONHASHSEED": "0", "API_TOKEN": "x", "MLPRISM_RUN_ID": "r1",
+                                        "DOCKER_HOST": "unix:///s"})
+    assert env == {"API_TOKEN": "x", "HOME": "/tmp", "MLPRISM_RUN_ID": "r1", "PYTHONHASHSEED": "0"}
