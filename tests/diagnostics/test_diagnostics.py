@@ -25,7 +25,7 @@ CASES = sorted((Path(__file__).parent / "cases").glob("*.yaml"))
 
 
 def parse_case(path: Path) -> tuple[str, list[tuple[str, str]], list[str], dict[str, str]]:
-    text = path.read_text()
+    text = path.read_text(encoding="utf-8", errors="surrogateescape")   # some cases hold non-UTF-8 bytes
     expects: list[tuple[str, str]] = []
     overrides: list[str] = []
     extra: dict[str, str] = {}
@@ -59,7 +59,7 @@ def parse_case(path: Path) -> tuple[str, list[tuple[str, str]], list[str], dict[
 def test_case(case: Path, tmp_path: Path) -> None:
     spec, expects, overrides, extra = parse_case(case)
     assert expects, f"{case.name} has no `# expect:` line"
-    (tmp_path / "pipeline.yaml").write_text(spec)
+    (tmp_path / "pipeline.yaml").write_text(spec, encoding="utf-8", errors="surrogateescape")
     for rel, text in extra.items():
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text(text)
@@ -78,4 +78,4 @@ def test_case(case: Path, tmp_path: Path) -> None:
 
 
 def test_there_are_enough_cases() -> None:
-    assert len(CASES) >= 40
+    assert len(CASES) >= 60

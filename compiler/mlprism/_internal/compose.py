@@ -4,20 +4,50 @@ The only module that imports Hydra. The spec is Hydra's primary config; its
 ``defaults:`` list pulls config groups from ``conf/`` beside it (and from search
 paths plugins contribute); overrides use Hydra's grammar. Hydra's global state
 is cleared after every compose, so two compiles in one process never leak.
+
+Speed without changing the meaning. OmegaConf builds a node object per value
+and parses every string containing ``${`` with an ANTLR parser, which is slow
+on a spec with a thousand steps. So:
+
+* Hydra is fed the spec already parsed (by :mod:`mlprism._internal.load`, the
+  same YAML 1.1 rules plus OmegaConf's float syntax), through its ConfigStore,
+  instead of parsing the file a second time.
+* Subtrees of the spec that nothing can change — no override key, no key of any
+  config-group file that may be selected lies in or above them — are handed to
+  Hydra as one opaque placeholder each and put back afterwards. Composition
+  merges by key path, so an untouched subtree comes out exactly as it went in.
+  When the set of keys that may change cannot be known (packages set with
+  ``@``, nested defaults, non-file search paths), nothing is collapsed.
+* Interpolations are resolved only where ``${`` occurs. A plain absolute
+  reference (``${params.lr}``, ``${data.raw.path}``) is resolved here, with
+  OmegaConf's rules (a lone reference keeps its type; inside text it is
+  ``str()``-ed); anything else (relative keys, resolvers, escapes, references
+  to containers or to other complex values, errors) goes to OmegaConf itself.
 """
 
 from __future__ import annotations
 
+import copy
 import re
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlprism.diagnostics import Diagnostic, DiagnosticError, Location, did_you_mean
-from mlprism._internal.load import Loaded, SourceMap, load_file
+from mlprism._internal.load import Loaded, SourceMap, load_file, load_text, without_gc
+from mlprism.diagnostics import Diagnostic, DiagnosticError, Location, Severity, did_you_mean
 
 _INTERP = re.compile(r"\$\{")
+# One plain absolute node reference: ${a.b-c.0}
+_SEGMENT = r"(?:[A-Za-z_][A-Za-z0-9_-]*|[0-9]+)"
+_SIMPLE_REF = re.compile(r"\$\{(" + _SEGMENT + r"(?:\." + _SEGMENT + r")*)\}")
+_PRIMARY = "__mlprism_primary_spec__"
+_HYDRA_GROUPS = ("job_logging", "hydra_logging", "help", "hydra_help", "output", "env", "launcher", "sweeper")
+_PLACEHOLDER = "\ue000mlprism-collapsed:{}\ue000"
+
+Key = str | int
+KeyPath = tuple[Key, ...]
 
 
 @dataclass
@@ -28,9 +58,12 @@ class Composed:
     overrides: tuple[str, ...]
     choices: dict[str, str]
     maps: list[SourceMap] = field(default_factory=list)   # in lookup order (highest precedence first)
+    collapsed: int = 0                     # subtrees handed to Hydra as placeholders (for tests/benchmarks)
+    warnings: list[Diagnostic] = field(default_factory=list)   # what Hydra warned about, as diagnostics
 
-    def locate(self, dotted: str) -> Location | None:
-        return locate(dotted, self.overrides, self.maps)
+    def locate(self, dotted: str, prefer: str = "auto") -> Location | None:
+        """Where `dotted` comes from: an override, else its position (`prefer`: "auto", "key", "value")."""
+        return locate(dotted, self.overrides, self.maps, prefer)
 
 
 def override_key(override: str) -> str:
@@ -38,7 +71,7 @@ def override_key(override: str) -> str:
     return key.lstrip("+~").split("@", 1)[0]
 
 
-def locate(dotted: str, overrides: Sequence[str], maps: Sequence[SourceMap]) -> Location | None:
+def locate(dotted: str, overrides: Sequence[str], maps: Sequence[SourceMap], prefer: str = "auto") -> Location | None:
     """The most precise known origin of a dotted key: an override, else a file position."""
     for ov in reversed(overrides):
         key = override_key(ov)
@@ -47,7 +80,7 @@ def locate(dotted: str, overrides: Sequence[str], maps: Sequence[SourceMap]) -> 
     probe = dotted
     while True:
         for smap in maps:
-            loc = smap.lookup(probe)
+            loc = smap.lookup(probe, prefer if probe == dotted else "key")
             if loc is not None:
                 return loc
         if not probe:
@@ -59,101 +92,610 @@ def _quote_hydra(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _check_overrides(overrides: Sequence[str]) -> None:
+_OVERRIDE_HINT = ("use KEY=VALUE (e.g. `params.lr=0.1`), `+KEY=VALUE` to add, `~KEY` to delete, GROUP=OPTION "
+                  "to pick a config group option; quote values with special characters")
+
+
+def _check_overrides(overrides: Sequence[str]) -> list[Any]:
+    """Parse every override with Hydra's grammar; MLP110 for each one that does not parse."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import OverrideParseException
+    from hydra.errors import HydraException
 
     parser = OverridesParser.create()
     diags = []
+    parsed: list[Any] = []
     for ov in overrides:
-        if ov.startswith("hydra.") or ov.startswith(("+hydra", "~hydra")):
+        key = ov.split("=", 1)[0].lstrip("+~")
+        if key == "hydra" or key.startswith(("hydra.", "hydra/")):
             diags.append(Diagnostic("MLP110", "overrides of Hydra's own settings are not allowed",
                                     Location(override=ov), "override keys of the spec, e.g. `params.lr=0.1`"))
             continue
+        if not key:
+            diags.append(Diagnostic("MLP110", "an override needs a key before `=`", Location(override=ov),
+                                    _OVERRIDE_HINT))
+            continue
         try:
-            parser.parse_overrides([ov])
-        except OverrideParseException as exc:
-            msg = str(exc).splitlines()[0] if str(exc) else "cannot parse"
-            diags.append(Diagnostic("MLP110", f"bad override: {msg}", Location(override=ov),
-                                    "use KEY=VALUE (e.g. `params.lr=0.1`), `+KEY=VALUE` to add, `~KEY` to delete; "
-                                    "quote values with special characters"))
+            parsed.extend(parser.parse_overrides([ov]))
+        except HydraException as exc:
+            lines = [ln for ln in str(exc).splitlines() if ln.strip()]
+            msg = lines[0] if lines else "cannot parse"
+            if len(lines) > 1 and lines[0].startswith("Error parsing override"):
+                msg = lines[1].strip()
+            diags.append(Diagnostic("MLP110", f"bad override: {msg}", Location(override=ov), _OVERRIDE_HINT))
+        except Exception as exc:  # the ANTLR runtime can raise plain errors on odd input
+            diags.append(Diagnostic("MLP110", f"bad override: {type(exc).__name__}", Location(override=ov),
+                                    _OVERRIDE_HINT))
+    if diags:
+        raise DiagnosticError(diags)
+    return parsed
+
+
+# -- what composition may touch --------------------------------------------------------------
+
+
+@dataclass
+class _Scan:
+    """Config-group files that may be merged, and the key paths they (and overrides) may touch."""
+
+    touched: set[KeyPath] = field(default_factory=set)
+    files: dict[Path, Loaded] = field(default_factory=dict)
+    errors: dict[Path, list[Diagnostic]] = field(default_factory=dict)   # files that do not load
+    exact: bool = True                     # False: collapse nothing (the touched set is unknown)
+
+
+def _header_package(text: str) -> str | None:
+    m = re.search(r"^#\s*@package\s+(\S+)", text, re.M)
+    return m.group(1) if m else None
+
+
+def _leaf_paths(value: Any, prefix: KeyPath = ()) -> Iterator[KeyPath]:
+    """Paths a merge of `value` may replace: its non-mapping values (a list is replaced whole)."""
+    if isinstance(value, dict) and value:
+        for k, v in value.items():
+            yield from _leaf_paths(v, (*prefix, k))
+    else:
+        yield prefix
+
+
+def _dotted_path(dotted: str) -> KeyPath:
+    return tuple(dotted.split(".")) if dotted else ()
+
+
+def _scan(data: dict[str, Any], parsed_overrides: Sequence[Any], file_dirs: Sequence[Path],
+          other_paths: bool, spec_dir: Path) -> _Scan:
+    scan = _Scan(touched={("defaults",), ("hydra",)})
+    groups: list[str] = []
+    configs: list[str] = []
+    for entry in data.get("defaults") or []:
+        if isinstance(entry, str):
+            if entry != "_self_":
+                configs.append(entry)
+        elif isinstance(entry, dict) and len(entry) == 1:
+            (key,) = entry
+            key = str(key)
+            for prefix in ("override ", "optional "):
+                key = key.removeprefix(prefix)
+            if "@" in key:
+                scan.exact = False
+            groups.append(key.strip().lstrip("/"))
+        else:
+            scan.exact = False
+    for ov in parsed_overrides:
+        if getattr(ov, "package", None):
+            scan.exact = False
+        key = str(ov.key_or_group)
+        scan.touched.add(_dotted_path(key))
+        groups.append(key.lstrip("/"))
+    if (groups or configs) and other_paths:
+        scan.exact = False
+    for group in groups:
+        if group.startswith("hydra"):
+            continue
+        for base in file_dirs:
+            gdir = base / group
+            if gdir.is_dir():
+                for f in sorted(gdir.glob("*.yaml")):
+                    _scan_file(scan, f, group, spec_dir)
+    for name in configs:
+        found = [base / f"{name}.yaml" for base in file_dirs if (base / f"{name}.yaml").is_file()]
+        if not found:
+            scan.exact = False
+        for f in found:
+            _scan_file(scan, f, "", spec_dir)
+    return scan
+
+
+def _scan_file(scan: _Scan, f: Path, group: str, spec_dir: Path) -> None:
+    try:
+        rel = str(f.relative_to(spec_dir))
+    except ValueError:
+        rel = str(f)
+    try:
+        loaded = load_file(f, rel)
+    except DiagnosticError as exc:
+        scan.exact = False      # reported if Hydra selects the file (see _hydra_compose)
+        scan.errors[f.resolve()] = exc.diagnostics
+        return
+    scan.files[f.resolve()] = loaded
+    if not isinstance(loaded.data, dict):
+        scan.exact = False
+        return
+    if "defaults" in loaded.data:
+        scan.exact = False
+    header = _header_package(loaded.text)
+    prefixes = {(), _dotted_path(group.replace("/", "."))}
+    if header is not None:
+        if "_name_" in header:
+            scan.exact = False
+        pkg = header.replace("_global_", "").replace("_group_", group.replace("/", ".")).strip(".")
+        prefixes.add(_dotted_path(pkg))
+    for path in _leaf_paths(loaded.data):
+        for prefix in prefixes:
+            scan.touched.add(prefix + tuple(str(p) for p in path))
+
+
+def _collapse(data: dict[str, Any], touched: set[KeyPath], exact: bool) -> tuple[dict[str, Any], dict[KeyPath, Any]]:
+    """Replace every container subtree that composition cannot change by a placeholder string."""
+    if not exact:
+        return data, {}
+    prefixes: set[KeyPath] = set()
+    for t in touched:
+        for i in range(len(t) + 1):
+            prefixes.add(t[:i])
+    collapsed: dict[KeyPath, Any] = {}
+
+    def walk(value: Any, spath: KeyPath, kpath: KeyPath) -> Any:
+        if spath in touched:            # everything below may change: keep it as it is
+            return value
+        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else None
+        if items is None:
+            return value
+        out: Any = {} if isinstance(value, dict) else []
+        for k, v in items:
+            child = (*spath, str(k))
+            if child in prefixes:
+                new = walk(v, child, (*kpath, k))
+            elif isinstance(v, dict | list) and v:
+                new = _PLACEHOLDER.format(len(collapsed))
+                collapsed[(*kpath, k)] = v
+            else:
+                new = v
+            if isinstance(out, dict):
+                out[k] = new
+            else:
+                out.append(new)
+        return out
+
+    return walk(data, (), ()), collapsed
+
+
+def _expand(raw: dict[str, Any], collapsed: dict[KeyPath, Any]) -> bool:
+    """Put collapsed subtrees back; False if a placeholder is not where it was left."""
+    for i, (path, value) in enumerate(collapsed.items()):
+        node: Any = raw
+        for part in path[:-1]:
+            try:
+                node = node[part]
+            except (KeyError, IndexError, TypeError):
+                return False
+        last = path[-1]
+        try:
+            if node[last] != _PLACEHOLDER.format(i):
+                return False
+        except (KeyError, IndexError, TypeError):
+            return False
+        node[last] = value
+    return True
+
+
+# -- interpolation -------------------------------------------------------------------------------
+
+
+def _strings_with_interp(value: Any, path: KeyPath = ()) -> list[tuple[KeyPath, str]]:
+    """Every string containing `${`, with its path, in document order (iterative: specs can be big)."""
+    out: list[tuple[KeyPath, str]] = []
+    stack: list[tuple[KeyPath, Any]] = [(path, value)]
+    while stack:
+        where, node = stack.pop()
+        if isinstance(node, str):
+            if "${" in node:
+                out.append((where, node))
+        elif isinstance(node, dict):
+            stack.extend((((*where, k), v) for k, v in reversed(node.items())))
+        elif isinstance(node, list):
+            stack.extend((((*where, i), v) for i, v in reversed(list(enumerate(node)))))
+    return out
+
+
+def _is_simple(text: str) -> bool:
+    """Only plain absolute references, no escapes: safe to resolve without OmegaConf's parser."""
+    if "\\" in text:
+        return False
+    rest = _SIMPLE_REF.sub("", text)
+    return "${" not in rest
+
+
+def _grammar_error(text: str) -> str | None:
+    """None if OmegaConf's grammar accepts `text`, else the parser's message."""
+    if _is_simple(text):
+        return None
+    from omegaconf import grammar_parser
+    from omegaconf.errors import GrammarParseError
+
+    try:
+        grammar_parser.parse(text)
+    except GrammarParseError as exc:
+        return str(exc).splitlines()[0] if str(exc) else "invalid interpolation"
+    except Exception as exc:  # pragma: no cover - the ANTLR runtime on pathological input
+        return f"{type(exc).__name__}"
+    return None
+
+
+def _dotted(path: KeyPath) -> str:
+    return ".".join(str(p) for p in path)
+
+
+def check_interpolation_syntax(data: Any, where: Callable[[str], Location | None]) -> list[Diagnostic]:
+    """MLP121 for every string whose `${...}` OmegaConf cannot parse (e.g. GitHub's `${{ }}`)."""
+    diags = []
+    for path, text in _strings_with_interp(data):
+        problem = _grammar_error(text)
+        if problem is not None:
+            dotted = _dotted(path)
+            diags.append(Diagnostic(
+                "MLP121", f"`{dotted}`: `{_clip(text)}` is not a valid interpolation ({problem})", where(dotted),
+                "to keep `${...}` as literal text (e.g. a GitHub expression `${{ }}`), escape it as `\\${`; "
+                "interpolations look like `${params.lr}`"))
+    return diags
+
+
+class _Fallback(Exception):
+    """This value needs OmegaConf itself."""
+
+
+_MISSING = "???"
+
+
+class _Resolver:
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self.raw = raw
+        self.memo: dict[KeyPath, Any] = {}
+        self.active: set[KeyPath] = set()
+
+    def target(self, dotted: str) -> tuple[KeyPath, Any]:
+        node: Any = self.raw
+        path: list[Key] = []
+        for part in dotted.split("."):
+            if isinstance(node, dict):
+                if part not in node:
+                    raise _Fallback
+                node = node[part]
+                path.append(part)
+            elif isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise _Fallback
+                node = node[int(part)]
+                path.append(int(part))
+            else:
+                raise _Fallback
+            if isinstance(node, str) and "${" in node and len(path) < len(dotted.split(".")):
+                raise _Fallback          # walks through an interpolation
+        return tuple(path), node
+
+    def value_at(self, path: KeyPath, value: Any) -> Any:
+        """The resolved value of a node that an interpolation points to."""
+        if isinstance(value, str):
+            if value == _MISSING:
+                raise _Fallback
+            if "${" in value:
+                return self.resolve_string(path, value)
+            return value
+        if isinstance(value, dict | list):
+            if _strings_with_interp(value):
+                raise _Fallback
+            return copy.deepcopy(value)
+        return value
+
+    def resolve_string(self, path: KeyPath, text: str) -> Any:
+        if path in self.memo:
+            return self.memo[path]
+        if path in self.active or not _is_simple(text):
+            raise _Fallback
+        self.active.add(path)
+        try:
+            m = _SIMPLE_REF.fullmatch(text)
+            if m:
+                tpath, tvalue = self.target(m.group(1))
+                result = self.value_at(tpath, tvalue)
+            else:
+                parts: list[str] = []
+                pos = 0
+                for m in _SIMPLE_REF.finditer(text):
+                    parts.append(text[pos:m.start()])
+                    tpath, tvalue = self.target(m.group(1))
+                    value = self.value_at(tpath, tvalue)
+                    if value is None or isinstance(value, dict | list):
+                        raise _Fallback
+                    parts.append(str(value))
+                    pos = m.end()
+                parts.append(text[pos:])
+                result = "".join(parts)
+        finally:
+            self.active.discard(path)
+        self.memo[path] = result
+        return result
+
+
+@without_gc
+def resolve(raw: dict[str, Any], locate_: Callable[[str], Location | None]) -> dict[str, Any]:
+    """`raw` with every interpolation resolved, as OmegaConf's to_container(resolve=True) would."""
+    resolver = _Resolver(raw)
+    fallback: list[tuple[KeyPath, str]] = []
+    resolved: dict[KeyPath, Any] = {}
+    for path, text in _strings_with_interp(raw):
+        try:
+            resolved[path] = resolver.resolve_string(path, text)
+        except _Fallback:
+            fallback.append((path, text))
+    if fallback:
+        resolved.update(_resolve_with_omegaconf(raw, fallback, locate_))
+    config = _copy_containers(raw)
+    for path, value in resolved.items():
+        node: Any = config
+        for part in path[:-1]:
+            node = node[part]
+        node[path[-1]] = value
+    return config
+
+
+def _copy_containers(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _copy_containers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy_containers(v) for v in value]
+    return value
+
+
+def _resolve_with_omegaconf(raw: dict[str, Any], leaves: list[tuple[KeyPath, str]],
+                            locate_: Callable[[str], Location | None]) -> dict[KeyPath, Any]:
+    from omegaconf import OmegaConf
+    from omegaconf.errors import GrammarParseError, OmegaConfBaseException
+
+    bad = check_interpolation_syntax(raw, locate_)
+    if bad:
+        raise DiagnosticError(bad)
+    try:
+        cfg = OmegaConf.create(raw)
+    except OmegaConfBaseException as exc:
+        raise DiagnosticError([Diagnostic("MLP120", f"the composed config cannot be built: {_first_line(exc)}",
+                                          None)])
+    out: dict[KeyPath, Any] = {}
+    diags: list[Diagnostic] = []
+    for path, text in leaves:
+        dotted = _dotted(path)
+        try:
+            node: Any = cfg
+            for part in path[:-1]:
+                node = node[part]
+            value = node[path[-1]]
+            if OmegaConf.is_config(value):
+                value = OmegaConf.to_container(value, resolve=True)
+            out[path] = value
+        except GrammarParseError as exc:
+            diags.append(Diagnostic(
+                "MLP121", f"`{dotted}`: `{_clip(text)}` is not a valid interpolation ({_first_line(exc)})",
+                locate_(dotted),
+                "to keep `${...}` as literal text (e.g. a GitHub expression `${{ }}`), escape it as `\\${`"))
+        except OmegaConfBaseException as exc:
+            reason = _first_line(exc)
+            diags.append(Diagnostic("MLP120", f"`{dotted}`: cannot resolve `{_clip(text)}`: {reason}",
+                                    locate_(dotted), _interpolation_hint(reason, raw)))
+        except RecursionError:
+            diags.append(Diagnostic("MLP120", f"`{dotted}`: `{_clip(text)}` refers to itself",
+                                    locate_(dotted), "an interpolation cannot depend on its own value"))
+    if diags:
+        raise DiagnosticError(diags)
+    return out
+
+
+def _interpolation_hint(reason: str, raw: dict[str, Any]) -> str | None:
+    m = re.search(r"Interpolation key '([^']+)' not found", reason)
+    if not m:
+        if "resolver" in reason.lower() or "Unsupported interpolation type" in reason:
+            return "resolvers (`${name:...}`) other than OmegaConf's and Hydra's built-ins are not available"
+        if "recursive" in reason.lower():
+            return "an interpolation cannot depend on its own value"
+        return None
+    missing = m.group(1)
+    parent, _, leaf = missing.rpartition(".")
+    node: Any = raw
+    for part in parent.split(".") if parent else []:
+        node = node.get(part) if isinstance(node, dict) else None
+    siblings = [str(k) for k in node] if isinstance(node, dict) else []
+    hint = did_you_mean(leaf, siblings)
+    if hint and parent:
+        hint = f"did you mean `${{{parent}.{hint.split('`')[1]}}}`?"
+    elif hint:
+        hint = f"did you mean `${{{hint.split('`')[1]}}}`?"
+    return hint or f"`{missing}` is not defined; interpolations name keys of the spec, e.g. `${{params.lr}}`"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+# -- compose ---------------------------------------------------------------------------------------
+
+
+def _check_defaults_and_hydra(loaded: Loaded) -> None:
+    """The spec's `defaults` list has Hydra's shape, and there is no `hydra` section (it would be dropped)."""
+    data, smap = loaded.data, loaded.source_map
+    diags = []
+    if "hydra" in data:
+        diags.append(Diagnostic("MLP200", "unknown top-level key `hydra`", smap.lookup("hydra", "key"),
+                                "mlprism composes the spec with Hydra but takes none of Hydra's own settings"))
+    defaults = data.get("defaults", [])
+    hint = ("a list of `_self_` and `GROUP: OPTION` entries, e.g. `defaults: [_self_, {env: dev}]`; "
+            "config groups live in `conf/GROUP/OPTION.yaml` beside the spec")
+    if not isinstance(defaults, list):
+        diags.append(Diagnostic("MLP201", "`defaults` should be a list", smap.lookup("defaults", "value"), hint))
+    else:
+        for i, entry in enumerate(defaults):
+            ok = (isinstance(entry, str) and entry.strip()) or (
+                isinstance(entry, dict) and len(entry) == 1
+                and all(isinstance(v, str | None) or (isinstance(v, list) and all(isinstance(x, str) for x in v))
+                        for v in entry.values()))
+            if not ok:
+                diags.append(Diagnostic("MLP201", f"`defaults.{i}` is not a config-group entry",
+                                        smap.lookup(f"defaults.{i}", "value"), hint))
     if diags:
         raise DiagnosticError(diags)
 
 
+def nothing_to_compose(data: dict[str, Any], overrides: Sequence[str]) -> bool:
+    """True when Hydra would return the spec as it is: no overrides, no config groups in `defaults`."""
+    defaults = data.get("defaults", [])
+    return (not overrides and isinstance(defaults, list) and all(d == "_self_" for d in defaults)
+            and "hydra" not in data)
+
+
+@without_gc
 def compose(spec_path: Path, overrides: Sequence[str] = (), search_paths: Sequence[str] = (),
-            display: str | None = None, loaded: Loaded | None = None) -> Composed:
+            display: str | None = None, loaded: Loaded | None = None, *, force_hydra: bool = False) -> Composed:
+    """Compose the spec with its config groups and overrides; resolve interpolations.
+
+    With no overrides and no config groups, Hydra's composition is the identity
+    (less the `defaults` key), so Hydra is not even imported; `force_hydra`
+    (used by the tests that check exactly that) composes through Hydra anyway.
+    """
     spec_path = spec_path.resolve() if not spec_path.is_absolute() else spec_path
     display = display or str(spec_path)
     loaded = loaded or load_file(spec_path, display)
+    if loaded.data is None:
+        raise DiagnosticError([Diagnostic("MLP202", "the spec is empty", Location(display, 1, 1),
+                                          "a spec needs at least `apiVersion: mlprism/v1`, `name:` and `steps:`; "
+                                          "`mlprism init` writes a commented one")])
     if not isinstance(loaded.data, dict):
-        raise DiagnosticError([Diagnostic("MLP201", "the spec must be a mapping of keys (apiVersion, name, steps, ...)",
-                                          Location(display, 1, 1))])
+        kind = {"list": "a list", "str": "a string", "int": "a number", "float": "a number",
+                "bool": "a boolean"}.get(type(loaded.data).__name__, "a scalar")
+        raise DiagnosticError([Diagnostic("MLP201", f"the spec must be a mapping of keys (apiVersion, name, steps, ...), "
+                                          f"not {kind}", loaded.source_map.lookup("") or Location(display, 1, 1),
+                                          "write `key: value` lines at the top level; `mlprism init` writes an example")])
     if spec_path.suffix != ".yaml":
         raise DiagnosticError([Diagnostic("MLP102", f"{display}: a spec file name must end in `.yaml`", None,
                                           f"rename it to `{spec_path.stem}.yaml`")])
-    _check_overrides(overrides)
+    parsed = _check_overrides(overrides) if overrides else []
+    _check_defaults_and_hydra(loaded)
+    bad = check_interpolation_syntax(loaded.data, loaded.source_map.lookup)
+    if bad:
+        raise DiagnosticError(bad)
+    if not force_hydra and nothing_to_compose(loaded.data, overrides):
+        raw = {k: v for k, v in loaded.data.items() if k != "defaults"}   # loaded.data is this compile's own
+        composed = Composed({}, raw, spec_path, (), {}, [loaded.source_map])
+        composed.config = resolve(raw, composed.locate)
+        return composed
     spec_dir = spec_path.parent
     conf = spec_dir / "conf"
     searchpath = [*([f"file://{conf}"] if conf.is_dir() else []), *search_paths]
+    file_dirs = [spec_dir, *(Path(p.removeprefix("file://")) for p in searchpath if p.startswith("file://"))]
+    other_paths = any(not p.startswith("file://") for p in searchpath)
+    scan = _scan(loaded.data, parsed, file_dirs, other_paths, spec_dir)
+    skeleton, collapsed = _collapse(loaded.data, scan.touched, scan.exact)
+    hydra_warnings: list[Diagnostic] = []
+    cfg, choices = _hydra_compose(spec_path, skeleton, overrides, searchpath, loaded, display, scan, hydra_warnings)
 
+    from omegaconf import OmegaConf
+
+    raw = OmegaConf.to_container(cfg, resolve=False)
+    assert isinstance(raw, dict)
+    if collapsed and not _expand(raw, collapsed):   # pragma: no cover - a placeholder moved: compose in full
+        cfg, choices = _hydra_compose(spec_path, loaded.data, overrides, searchpath, loaded, display, scan)
+        raw = OmegaConf.to_container(cfg, resolve=False)
+        collapsed = {}
+    maps = _group_maps(choices, searchpath, spec_path, loaded, scan)
+    composed = Composed({}, raw, spec_path, tuple(overrides), choices, maps, len(collapsed), hydra_warnings)
+    composed.config = resolve(raw, composed.locate)
+    return composed
+
+
+def _hydra_compose(spec_path: Path, primary: dict[str, Any], overrides: Sequence[str], searchpath: list[str],
+                   loaded: Loaded, display: str, scan: _Scan | None = None,
+                   warned: list[Diagnostic] | None = None) -> tuple[Any, dict[str, str]]:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
+    from hydra.core.config_store import ConfigStore
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    hydra_overrides = [f"hydra.searchpath=[{','.join(_quote_hydra(p) for p in searchpath)}]", *overrides]
-    if not searchpath:
-        hydra_overrides = list(overrides)
+    hydra_overrides = list(overrides)
+    if "hydra" not in repr(primary.get("defaults", "")):
+        # Hydra's own config groups only fill the `hydra` node, which is dropped below: skip loading them.
+        hydra_overrides[:0] = [f"~hydra/{group}" for group in _HYDRA_GROUPS]
+    if searchpath:
+        hydra_overrides.insert(0, f"hydra.searchpath=[{','.join(_quote_hydra(p) for p in searchpath)}]")
+    store = ConfigStore.instance()
     GlobalHydra.instance().clear()
+    caught: list[warnings.WarningMessage] = []
     try:
-        with initialize_config_dir(config_dir=str(spec_dir), version_base=None):
-            cfg = hydra_compose(config_name=spec_path.stem, overrides=hydra_overrides, return_hydra_config=True)
-    except MissingConfigException as exc:
-        raise DiagnosticError([_missing_config(exc, overrides, loaded, display)])
-    except (ConfigCompositionException, HydraException, OmegaConfBaseException) as exc:
-        raise DiagnosticError([_composition_error(exc, overrides, loaded, display)])
+        store.store(name=_PRIMARY, node=primary)
+        with warnings.catch_warnings(record=True) as caught, \
+                initialize_config_dir(config_dir=str(spec_path.parent), version_base=None):
+            warnings.simplefilter("always")
+            cfg = hydra_compose(config_name=_PRIMARY, overrides=hydra_overrides, return_hydra_config=True)
+    except Exception as exc:
+        # A config-group file that does not load: our own diagnostics are more precise than Hydra's.
+        text = f"{exc} {exc.__cause__ or ''}"
+        for path, diags in (scan.errors.items() if scan else ()):
+            if str(path) in text or path.name in text:
+                raise DiagnosticError(diags)
+        if isinstance(exc, MissingConfigException):
+            raise DiagnosticError([_missing_config(exc, overrides, loaded, display, spec_path.stem)])
+        if isinstance(exc, ConfigCompositionException | HydraException | OmegaConfBaseException):
+            raise DiagnosticError([_composition_error(exc, overrides, loaded, display, spec_path.stem)])
+        if isinstance(exc, ValueError | TypeError | KeyError | AttributeError | RecursionError | OSError):
+            message = _clean(_first_line(exc), spec_path.stem)
+            ov = _culprit(message, overrides) or (overrides[-1] if overrides and "override" in message.lower()
+                                                   else None)
+            raise DiagnosticError([Diagnostic(
+                "MLP113", f"Hydra could not compose the config: {message}",
+                Location(override=ov) if ov else _spec_loc(loaded, display),
+                "quote an option that looks like a number: `env='1'`" if "must be a string" in message else None)])
+        raise
     finally:
         GlobalHydra.instance().clear()
-
+        store.repo.pop(f"{_PRIMARY}.yaml", None)
     choices = {k: str(v) for k, v in OmegaConf.to_container(cfg.hydra.runtime.choices).items()
                if not k.startswith("hydra/") and v is not None}
     OmegaConf.set_struct(cfg, False)
     del cfg["hydra"]
-    raw = OmegaConf.to_container(cfg, resolve=False)
-    maps = _group_maps(choices, searchpath, spec_path, loaded, display)
-    composed = Composed({}, raw, spec_path, tuple(overrides), choices, maps)
-    try:
-        composed.config = OmegaConf.to_container(cfg, resolve=True)
-    except OmegaConfBaseException:
-        raise DiagnosticError(_interpolation_errors(cfg, raw, composed))
-    return composed
+    if warned is not None:
+        for w in caught:
+            text = _clean(str(w.message), spec_path.stem).split(" See https://")[0].strip()
+            warned.append(Diagnostic("MLP113", f"Hydra: {text}", _spec_loc(loaded, display), None,
+                                     Severity.WARNING))
+    return cfg, choices
 
 
 def _group_maps(choices: dict[str, str], searchpath: list[str], spec_path: Path, loaded: Loaded,
-                display: str) -> list[SourceMap]:
+                scan: _Scan) -> list[SourceMap]:
     """Source maps of the spec and every selected config group file, highest precedence first."""
     group_maps: list[SourceMap] = []
     spec_dir = spec_path.parent
+    bases = [spec_dir, *(Path(sp.removeprefix("file://")) for sp in searchpath if sp.startswith("file://"))]
     for group, option in choices.items():
-        for sp in searchpath:
-            base = Path(sp.removeprefix("file://"))
+        for base in bases:
             f = base / group / f"{option}.yaml"
             if f.is_file():
                 try:
                     rel = str(f.relative_to(spec_dir))
                 except ValueError:
                     rel = str(f)
-                text = f.read_text(encoding="utf-8")
-                try:
-                    from mlprism._internal.load import load_text
-                    sub = load_text(text, rel)
-                except DiagnosticError:
-                    raise
-                header = re.search(r"^#\s*@package\s+(\S+)", text, re.M)
-                package = header.group(1) if header else group.replace("/", ".")
+                sub = scan.files.get(f.resolve()) or load_text(f.read_text(encoding="utf-8"), rel)
+                header = _header_package(sub.text)
+                package = header or group.replace("/", ".")
                 prefix = "" if package == "_global_" else package.replace("_group_", group).replace("/", ".")
                 group_maps.append(_prefixed(sub.source_map, prefix))
                 break
@@ -169,100 +711,106 @@ def _prefixed(smap: SourceMap, prefix: str) -> SourceMap:
     out = SourceMap(smap.file)
     out.keys = {(f"{prefix}.{k}" if k else prefix): v for k, v in smap.keys.items()}
     out.values = {(f"{prefix}.{k}" if k else prefix): v for k, v in smap.values.items()}
+    out.block = {(f"{prefix}.{k}" if k else prefix) for k in smap.block}
     return out
+
+
+def _spec_loc(loaded: Loaded, display: str) -> Location:
+    """Where to point when Hydra fails without naming a culprit: the defaults list, else the top of the spec."""
+    return loaded.source_map.lookup("defaults", "key") or Location(display, 1, 1)
 
 
 def _culprit(message: str, overrides: Sequence[str]) -> str | None:
     for ov in overrides:
-        if ov in message or override_key(ov) in message:
+        if ov in message or f"'{override_key(ov)}'" in message:
+            return ov
+    for ov in overrides:
+        if override_key(ov) in message:
             return ov
     return overrides[-1] if len(overrides) == 1 else None
 
 
-def _missing_config(exc: Exception, overrides: Sequence[str], loaded: Loaded, display: str) -> Diagnostic:
-    msg = str(exc).splitlines()[0]
-    m = re.search(r"Could not find '([^']+)'", msg)
+def _clean(text: str, stem: str) -> str:
+    return text.replace(_PRIMARY, stem)
+
+
+def loaded_dir(loaded: Loaded, display: str) -> Path:
+    """The spec's directory (the display path is relative to the working directory, or absolute)."""
+    return Path(display).parent
+
+
+def _missing_config(exc: Exception, overrides: Sequence[str], loaded: Loaded, display: str, stem: str) -> Diagnostic:
+    full = _clean(str(exc), stem)
+    msg = full.splitlines()[0] if full else "config not found"
+    m = re.search(r"Could not (?:find|load) '([^']+)'", msg)
     wanted = m.group(1) if m else ""
     group, _, option = wanted.rpartition("/")
-    options_m = re.search(r"Available options:\s*(.*)", str(exc), re.S)
-    options = re.findall(r"\b[\w-]+\b", options_m.group(1)) if options_m else []
+    options_m = re.search(r"Available options[^:]*:\s*(.*?)(?:\n\S|\Z)", full, re.S)
+    options = re.findall(r"[\w.-]+", options_m.group(1)) if options_m else []
+    if not options and group:   # Hydra does not always list them: look at the group's directories
+        conf = loaded_dir(loaded, display) / "conf" / group
+        options = sorted(p.stem for p in conf.glob("*.yaml")) if conf.is_dir() else []
     hint = did_you_mean(option, options) if option else None
     if not hint:
         hint = (f"available options for `{group}`: {', '.join(options)}" if options
-                else "config groups live in `conf/<group>/<option>.yaml` beside the spec")
-    ov = _culprit(msg, [o for o in overrides if "=" in o and "." not in override_key(o)] or overrides)
-    if ov is not None and group and override_key(ov) == group:
-        return Diagnostic("MLP112", f"config group option not found: {msg}", Location(override=ov), hint)
-    loc = loaded.source_map.lookup("defaults") or Location(display)
+                else f"config groups live in `conf/{group or '<group>'}/<option>.yaml` beside the spec")
+    group_ovs = [o for o in overrides if "=" in o and override_key(o).replace("/", ".") == group.replace("/", ".")]
+    if group and group_ovs:
+        return Diagnostic("MLP112", f"config group option not found: {msg}", Location(override=group_ovs[-1]), hint)
+    loc = None
+    for i, entry in enumerate(loaded.data.get("defaults") or []):
+        if isinstance(entry, dict) and any(str(k).split()[-1].lstrip("/").split("@")[0] == group for k in entry):
+            # an unknown group: point at its name; an unknown option of a known group: at the option
+            prefer = "value" if options else "key"
+            loc = (loaded.source_map.lookup(f"defaults.{i}.{next(iter(entry))}", prefer)
+                   or loaded.source_map.lookup(f"defaults.{i}"))
+        elif isinstance(entry, str) and entry == wanted:
+            loc = loaded.source_map.lookup(f"defaults.{i}")
+    loc = loc or _spec_loc(loaded, display)
     return Diagnostic("MLP112", f"config group option not found: {msg}", loc, hint)
 
 
-def _composition_error(exc: Exception, overrides: Sequence[str], loaded: Loaded, display: str) -> Diagnostic:
-    text = str(exc)
+def _composition_error(exc: Exception, overrides: Sequence[str], loaded: Loaded, display: str,
+                       stem: str) -> Diagnostic:
+    text = _clean(str(exc), stem)
     first = text.splitlines()[0] if text else type(exc).__name__
     cause = exc.__cause__
-    detail = str(cause).splitlines()[0] if cause else ""
+    detail = _clean(str(cause), stem).splitlines()[0] if cause and str(cause) else ""
     ov = _culprit(text + detail, overrides)
+    message = f"{first}{': ' + detail if detail and detail not in first else ''}"
     if "not in struct" in text + detail or "Could not override" in text or "Could not append" in text:
         key = override_key(ov) if ov else ""
-        hint = f"use `+{key}=...` to add a new key" if key else "use `+KEY=VALUE` to add a new key"
-        return Diagnostic("MLP111", f"{first}{': ' + detail if detail and detail not in first else ''}",
-                          Location(override=ov) if ov else Location(display), hint)
+        hint = _missing_key_hint(key, loaded.data) if key else None
+        hint = hint or (f"use `+{key}=...` to add a new key" if key else "use `+KEY=VALUE` to add a new key")
+        if key and "not in struct" in text + detail:
+            message = f"cannot override `{key}`: the spec has no such key"
+        return Diagnostic("MLP111", message, Location(override=ov) if ov else _spec_loc(loaded, display), hint)
     if "Could not delete" in text:
-        return Diagnostic("MLP111", first, Location(override=ov) if ov else Location(display),
-                          "`~KEY` deletes a key that exists")
-    return Diagnostic("MLP113", f"{first}{': ' + detail if detail and detail not in first else ''}",
-                      Location(override=ov) if ov else Location(display))
+        key = override_key(ov) if ov else ""
+        near = _missing_key_hint(key, loaded.data) if key else None
+        return Diagnostic("MLP111", f"cannot delete `{key}`: the spec has no such key" if key else first,
+                          Location(override=ov) if ov else _spec_loc(loaded, display),
+                          near if near and near.startswith("did you mean") else "`~KEY` deletes a key that exists")
+    if "Multiple values for" in text or ("Could not" in text and ov is not None):
+        return Diagnostic("MLP110", message, Location(override=ov) if ov else _spec_loc(loaded, display), _OVERRIDE_HINT)
+    return Diagnostic("MLP113", message, Location(override=ov) if ov else _spec_loc(loaded, display))
 
 
-def _leaves(value: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], str]]:
-    out: list[tuple[tuple[str, ...], str]] = []
-    if isinstance(value, dict):
-        for k, v in value.items():
-            out.extend(_leaves(v, (*path, str(k))))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            out.extend(_leaves(v, (*path, str(i))))
-    elif isinstance(value, str) and _INTERP.search(value):
-        out.append((path, value))
-    return out
-
-
-def _interpolation_errors(cfg: Any, raw: dict[str, Any], composed: Composed) -> list[Diagnostic]:
-    from omegaconf import OmegaConf
-    from omegaconf.errors import GrammarParseError, OmegaConfBaseException
-
-    diags: list[Diagnostic] = []
-    for path, text in _leaves(raw):
-        dotted = ".".join(path)
-        try:
-            node: Any = cfg
-            for part in path:
-                node = node[int(part)] if isinstance(node, list) or OmegaConf.is_list(node) else node[part]
-            OmegaConf.to_container(OmegaConf.create({"v": node}), resolve=True) if OmegaConf.is_config(node) else None
-        except GrammarParseError:
-            diags.append(Diagnostic(
-                "MLP121", f"`{dotted}`: `{_clip(text)}` is not a valid interpolation",
-                composed.locate(dotted),
-                "to keep `${...}` as literal text (e.g. a GitHub expression `${{ }}`), escape it as `\\${`"))
-        except OmegaConfBaseException as exc:
-            reason = str(exc).splitlines()[0]
-            m = re.search(r"Interpolation key '([^']+)' not found", reason)
-            hint = None
-            if m:
-                missing = m.group(1)
-                parent, _, leaf = missing.rpartition(".")
-                try:
-                    siblings = OmegaConf.select(cfg, parent).keys() if parent else cfg.keys()
-                    hint = did_you_mean(leaf, [str(s) for s in siblings])
-                except Exception:
-                    hint = None
-                hint = hint or f"`{missing}` is not defined; interpolations name keys of the spec, e.g. `${{params.lr}}`"
-            diags.append(Diagnostic("MLP120", f"`{dotted}`: cannot resolve `{_clip(text)}`: {reason}",
-                                    composed.locate(dotted), hint))
-    if not diags:
-        diags.append(Diagnostic("MLP120", "an interpolation cannot be resolved", None))
-    return diags
+def _missing_key_hint(key: str, data: Any) -> str | None:
+    """`did you mean params.lr?` for an override naming a key that does not exist."""
+    parts = key.split(".")
+    node = data
+    for i, part in enumerate(parts):
+        if not isinstance(node, dict):
+            return None
+        if part not in node:
+            near = did_you_mean(part, [str(k) for k in node])
+            if near:
+                fixed = ".".join([*parts[:i], near.split("`")[1], *parts[i + 1:]])
+                return f"did you mean `{fixed}`? (use `+{key}=...` to add a new key)"
+            return f"`{'.'.join(parts[:i]) or 'the spec'}` has no key `{part}`; use `+{key}=...` to add it"
+        node = node[part]
+    return None
 
 
 def _clip(text: str, n: int = 80) -> str:

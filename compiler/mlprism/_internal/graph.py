@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from mlprism._internal.load import without_gc
 from mlprism.diagnostics import Diagnostic, DiagnosticError, Location
 from mlprism.ir import Edge, Pipeline, Step
 
@@ -52,7 +53,7 @@ def infer_edges(steps: Sequence[Step], locate: Locate | None = None) -> tuple[li
                 below.setdefault(parent, []).append((s.name, out))
     edges: set[Edge] = set()
     for s in steps:
-        for inp in s.inputs:
+        for i, inp in enumerate(s.inputs):
             key = norm(inp)
             hits: list[tuple[str, str]] = []
             if key in producer:
@@ -60,9 +61,14 @@ def infer_edges(steps: Sequence[Step], locate: Locate | None = None) -> tuple[li
             else:
                 hits.extend(producer[p] for p in _parents(key) if p in producer)
                 hits.extend(below.get(key, ()))
-            for src, _path in hits:
+            for src, path in hits:
                 if src != s.name:
                     edges.add(Edge(src, s.name, "data", inp))
+                elif norm(path) == key or key.startswith(norm(path) + "/"):
+                    diags.append(Diagnostic(
+                        "MLP231", f"step `{s.name}` reads `{inp}`, which it writes itself",
+                        locate(f"steps.{s.name}.inputs.{i}") if locate else None,
+                        "a step cannot depend on its own output: write to a new path, or split the step in two"))
         for dep in s.needs:
             edges.add(Edge(dep, s.name, "needs", None))
     return sorted(edges, key=lambda e: (e.source, e.target, e.kind, e.path or "")), diags
@@ -118,6 +124,7 @@ class Graph:
         return [sorted(layer, key=self._order.__getitem__) for layer in nx.topological_generations(self._g)]
 
 
+@without_gc
 def build(pipeline: Pipeline, locate: Locate | None = None) -> Pipeline:
     """Infer the edges, reject cycles, and return the pipeline with steps in topological order."""
     edges, diags = infer_edges(pipeline.steps, locate)
@@ -133,23 +140,28 @@ def build(pipeline: Pipeline, locate: Locate | None = None) -> Pipeline:
 
 
 def _cycle_diag(cycle: list[str], graph: Graph, pipeline: Pipeline, locate: Locate | None) -> Diagnostic:
+    """The cycle with every edge that makes it, pointing at the edge that closes it (back to its first step)."""
     shown = " → ".join([*cycle, cycle[0]])
     reasons = []
-    first_loc = None
-    for a, b in zip(cycle, [*cycle[1:], cycle[0]], strict=True):
-        for e in graph.edges_between(a, b):
-            step = pipeline.step(b)
-            if e.kind == "needs":
-                key = f"steps.{b}.needs.{step.needs.index(a)}"
-                why = f"`{b}` needs `{a}`"
-            else:
-                key = f"steps.{b}.inputs.{step.inputs.index(e.path)}" if e.path in step.inputs else f"steps.{b}"
-                why = f"`{b}` reads `{e.path}`, an output of `{a}`"
-            loc = locate(key) if locate else None
-            first_loc = first_loc or loc
-            reasons.append(f"{why}{f' (line {loc.line})' if loc and loc.line else ''}")
-            break
-    return Diagnostic("MLP224", f"the steps form a cycle: {shown}; " + "; ".join(reasons), first_loc,
+    closing = None
+    pairs = list(zip(cycle, [*cycle[1:], cycle[0]], strict=True))
+    for a, b in pairs:
+        edges = sorted(graph.edges_between(a, b), key=lambda e: (e.kind != "needs", e.path or ""))
+        if not edges:
+            continue
+        e = edges[0]
+        step = pipeline.step(b)
+        if e.kind == "needs":
+            key = f"steps.{b}.needs.{step.needs.index(a)}"
+            why = f"`{b}` needs `{a}`"
+        else:
+            key = f"steps.{b}.inputs.{step.inputs.index(e.path)}" if e.path in step.inputs else f"steps.{b}"
+            why = f"`{b}` reads `{e.path}`, an output of `{a}`"
+        loc = locate(key) if locate else None
+        if b == cycle[0]:
+            closing = loc
+        reasons.append(f"{why}{f' (line {loc.line})' if loc and loc.line else ''}")
+    return Diagnostic("MLP224", f"the steps form a cycle: {shown}; " + "; ".join(reasons), closing,
                       "remove one of these dependencies; a pipeline is a DAG")
 
 

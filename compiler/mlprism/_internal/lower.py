@@ -7,7 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mlprism.diagnostics import Diagnostic, Location
+from mlprism._internal.graph import norm
+from mlprism._internal.load import without_gc
+from mlprism._internal.validate import normalize_cpu, parse_duration
+from mlprism.diagnostics import Diagnostic, Location, did_you_mean
 from mlprism.ir import (
     Autoscale,
     DataSource,
@@ -28,8 +31,6 @@ from mlprism.ir import (
     Tracking,
     Triggers,
 )
-from mlprism._internal.graph import norm
-from mlprism._internal.validate import normalize_cpu, parse_duration
 
 _PARAM_REF = re.compile(r"\$\{params\.([A-Za-z0-9_.]+)\}")
 Locate = Callable[[str], Location | None]
@@ -48,6 +49,7 @@ def _resources(res: dict[str, Any] | None) -> Resources:
                      memory=res.get("memory"), gpu=int(res.get("gpu", 0)))
 
 
+@without_gc
 def lower(config: dict[str, Any], raw: dict[str, Any], *, spec_file: str, overrides: tuple[str, ...] = (),
           choices: dict[str, str] | None = None, locations: dict[str, Location] | None = None) -> Pipeline:
     raw_steps = raw.get("steps") or {}
@@ -144,6 +146,7 @@ def lower(config: dict[str, Any], raw: dict[str, Any], *, spec_file: str, overri
     )
 
 
+@without_gc
 def collect_locations(raw: dict[str, Any], locate: Locate, depth: int = 4) -> dict[str, Location]:
     """Locations of every key down to `depth` levels (steps.<name>.<key>.<index>)."""
     out: dict[str, Location] = {}
@@ -178,8 +181,6 @@ def missing_inputs(pipeline: Pipeline, project_dir: Path) -> list[Diagnostic]:
                 continue
             if (project_dir / inp).exists():
                 continue
-            from mlprism.diagnostics import did_you_mean
-
             hint = did_you_mean(inp, sorted(produced | declared)) or (
                 "list it in some step's `outputs`, declare it under `data:`, or create the file")
             diags.append(Diagnostic("MLP223", f"step `{s.name}` reads `{inp}`, which no step produces and which does not exist",

@@ -10,11 +10,13 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import posixpath
 import re
 from collections.abc import Callable, Mapping
 from importlib import resources
 from typing import Any
 
+from mlprism._internal.load import without_gc
 from mlprism.diagnostics import Diagnostic, Location, Severity, did_you_mean
 
 Locate = Callable[[str], Location | None]
@@ -32,7 +34,16 @@ def core_schema() -> dict[str, Any]:
 
 
 def full_schema(sections: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
-    """The core schema with every target's section schema plugged into `targets`."""
+    """The core schema with every target's section schema plugged into `targets`.
+
+    Cached: the same sections give the same (shared) object, so do not modify it.
+    """
+    return _full_schema(json.dumps(sections, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=8)
+def _full_schema(sections_json: str) -> dict[str, Any]:
+    sections = json.loads(sections_json)
     schema = copy.deepcopy(core_schema())
     props = schema["properties"]["targets"].setdefault("properties", {})
     for name in sorted(sections):
@@ -40,13 +51,72 @@ def full_schema(sections: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
     return schema
 
 
+_ANNOTATIONS = frozenset({"description", "title", "default", "examples", "$comment", "markdownDescription"})
+
+
+def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema with its local, non-recursive ``#/$defs/...`` references inlined.
+
+    Same meaning, about twice as fast to validate with: jsonschema resolves a
+    ``$ref`` through its registry on every visit. A ``$ref`` with validation
+    keywords beside it becomes ``allOf``; annotations beside it just override.
+    """
+    defs = schema.get("$defs") or {}
+
+    def walk(node: Any, stack: tuple[str, ...]) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/") and "/" not in ref[8:]:
+                name = ref[8:]
+                if name in defs and name not in stack:
+                    target = walk(defs[name], (*stack, name))
+                    rest = {k: walk(v, stack) for k, v in node.items() if k != "$ref"}
+                    if set(rest) <= _ANNOTATIONS and isinstance(target, dict):
+                        return {**target, **rest}
+                    return {**rest, "allOf": [target]}
+            return {k: (v if k == "$defs" else walk(v, stack)) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v, stack) for v in node]
+        return node
+
+    return walk(schema, ())
+
+
 @functools.lru_cache(maxsize=8)
 def _validator(schema_json: str) -> Any:
+    """A validator for the schema (no meta-schema check here: tests check the core schema, and a
+    broken plugin section is found when validation fails — see :func:`schema_errors`)."""
     from jsonschema import Draft202012Validator
 
-    schema = json.loads(schema_json)
-    Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema)
+    return Draft202012Validator(inline_refs(json.loads(schema_json)))
+
+
+_BY_ID: dict[int, tuple[dict[str, Any], Any]] = {}
+
+
+def _validator_for(schema: dict[str, Any]) -> Any:
+    hit = _BY_ID.get(id(schema))
+    if hit is not None and hit[0] is schema:
+        return hit[1]
+    validator = _validator(json.dumps(schema, sort_keys=True))
+    if len(_BY_ID) > 16:
+        _BY_ID.clear()
+    _BY_ID[id(schema)] = (schema, validator)
+    return validator
+
+
+def broken_sections(schema: dict[str, Any]) -> list[str]:
+    """Names of `targets.<name>` sections that are not valid JSON Schemas."""
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+
+    bad = []
+    for name, section in ((schema.get("properties") or {}).get("targets", {}).get("properties") or {}).items():
+        try:
+            Draft202012Validator.check_schema(section)
+        except SchemaError:
+            bad.append(name)
+    return bad
 
 
 def _dotted(path: Any) -> str:
@@ -54,18 +124,34 @@ def _dotted(path: Any) -> str:
 
 
 def _display(path: Any) -> str:
-    return _dotted(path) or "<spec root>"
+    return _dotted(path) or "the spec"
 
 
+def at(locate: Locate, dotted: str, prefer: str) -> Location | None:
+    """``locate(dotted)`` preferring the key's or the value's position, when the locator can tell."""
+    try:
+        return locate(dotted, prefer=prefer)  # type: ignore[call-arg]
+    except TypeError:
+        return locate(dotted)
+
+
+@without_gc
 def schema_errors(config: Mapping[str, Any], schema: dict[str, Any], locate: Locate) -> list[Diagnostic]:
+    """Schema violations as diagnostics, the most useful first (jsonschema's ``best_match``)."""
     from jsonschema.exceptions import best_match, relevance
 
-    validator = _validator(json.dumps(schema, sort_keys=True))
-    errors = list(validator.iter_errors(config))
+    try:
+        validator = _validator_for(schema)
+        errors = list(validator.iter_errors(config))
+    except Exception as exc:  # a plugin contributed a schema jsonschema cannot use
+        bad = broken_sections(schema) or ["?"]
+        return [Diagnostic("MLP301", f"the schema of `targets.{bad[0]}` (from a plugin) is not a valid JSON Schema: "
+                           f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", None,
+                           "fix the plugin, or skip it with `-p no:PLUGIN`")]
     if not errors:
         return []
     best = best_match(errors)
-    ordered = [best] + sorted((e for e in errors if e is not best), key=relevance)
+    ordered = [best, *sorted((e for e in errors if e is not best), key=_order_key(relevance))]
     diags: list[Diagnostic] = []
     seen: set[tuple[str, str]] = set()
     for err in ordered:
@@ -77,50 +163,110 @@ def schema_errors(config: Mapping[str, Any], schema: dict[str, Any], locate: Loc
     return diags[:50]
 
 
+def _order_key(relevance: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """After the best match: by position in the spec, then jsonschema's relevance (deterministic)."""
+    def key(err: Any) -> Any:
+        return (tuple(str(p) for p in err.absolute_path), relevance(err))
+    return key
+
+
+def _deepest(err: Any) -> Any:
+    """For oneOf/anyOf, the sub-error that explains most (e.g. the bad key inside one branch)."""
+    from jsonschema.exceptions import best_match
+
+    if err.validator in ("oneOf", "anyOf") and err.context:
+        return best_match(err.context)
+    return err
+
+
 def _convert(err: Any, locate: Locate) -> list[Diagnostic]:
     path = list(err.absolute_path)
     where = _display(path)
+    dotted = _dotted(path)
     validator = err.validator
+    schema_path = list(err.schema_path)
+    if "propertyNames" in schema_path:
+        name = str(err.instance)
+        child = _dotted([*path, name])
+        what = {"params": "param", "data": "data entry", "variables": "environment variable",
+                "env": "environment variable"}.get(str(path[-1]) if path else "", "key")
+        rule = ("letters, digits and underscores, not starting with a digit" if what != "data entry"
+                else "letters, digits, `_` and `-`, not starting with a digit")
+        suggestion = re.sub(r"[^A-Za-z0-9_]+", "_", name).strip("_") or "x"
+        if suggestion[0].isdigit():
+            suggestion = "_" + suggestion
+        return [Diagnostic("MLP210", f"`{where}`: `{name}` is not a valid {what} name", at(locate, child, "key")
+                           or at(locate, dotted, "key"), f"{rule} — e.g. `{suggestion}`")]
     if validator == "additionalProperties":
         allowed = sorted((err.schema.get("properties") or {}).keys())
         extras = [k for k in (err.instance or {}) if k not in allowed] if isinstance(err.instance, dict) else []
         out = []
         for extra in extras:
             child = _dotted([*path, extra])
-            hint = did_you_mean(extra, allowed) or (f"allowed keys: {', '.join(allowed)}" if allowed else None)
-            out.append(Diagnostic("MLP200", f"unknown key `{extra}` in `{where}`", locate(child), hint))
+            hint = did_you_mean(extra, allowed) or (f"allowed keys here: {', '.join(allowed)}" if allowed else None)
+            what = f"unknown key `{extra}` in `{where}`" if path else f"unknown top-level key `{extra}`"
+            out.append(Diagnostic("MLP200", what, at(locate, child, "key"), hint))
         return out
     if validator == "required":
         missing = re.findall(r"'([^']+)' is a required property", err.message)
         key = missing[0] if missing else "?"
-        return [Diagnostic("MLP202", f"`{where}` is missing the required key `{key}`", locate(_dotted(path)),
+        whose = f"`{where}` is" if path else "the spec is"
+        return [Diagnostic("MLP202", f"{whose} missing the required key `{key}`", at(locate, dotted, "key"),
                            _REQUIRED_HINTS.get(key))]
     if validator == "type":
         expected = err.validator_value
-        expected = " or ".join(expected) if isinstance(expected, list) else expected
-        got = _json_type(err.instance)
-        return [Diagnostic("MLP201", f"`{where}` should be {_article(expected)}, not {_article(got)}",
-                           locate(_dotted(path)), _type_hint(path, err.instance))]
-    if validator == "propertyNames":
-        return [Diagnostic("MLP210", f"`{where}` has an invalid key name `{err.instance}`",
-                           locate(_dotted([*path, err.instance])) or locate(_dotted(path)),
-                           "names are letters, digits and underscores, starting with a letter")]
+        expected = " or ".join(_noun(e) for e in expected) if isinstance(expected, list) else _noun(expected)
+        got = "empty" if err.instance is None else f"not {_article(_json_type(err.instance))}"
+        return [Diagnostic("MLP201", f"`{where}` should be {_article(expected)}, but it is {got}"
+                           if err.instance is None else f"`{where}` should be {_article(expected)}, {got}",
+                           at(locate, dotted, "value"), _type_hint(path, err.instance))]
     if validator == "pattern" and path in (["name"], ["registry", "name"]):
-        return [_name_diag(str(err.instance), where, locate(_dotted(path)))]
+        return [_name_diag(str(err.instance), where, at(locate, dotted, "value"))]
     if validator == "const" and path == ["apiVersion"]:
-        return [Diagnostic("MLP214", f"unsupported apiVersion `{err.instance}`", locate("apiVersion"),
-                           "use `apiVersion: mlprism/v1`")]
-    if validator == "oneOf" and path and path[-1] == "timeout":
-        return [_duration_diag(err.instance, where, locate(_dotted(path)))]
+        return [Diagnostic("MLP214", f"unsupported apiVersion `{err.instance}`", at(locate, "apiVersion", "value"),
+                           f"this mlprism reads `apiVersion: {err.validator_value}`")]
+    if path and path[-1] == "timeout" and validator in ("oneOf", "minimum", "pattern", "type"):
+        return [_duration_diag(err.instance, where, at(locate, dotted, "value"))]
+    if validator in ("oneOf", "anyOf") and err.context:
+        return _convert(_deepest(err), locate)
     if validator == "enum":
         options = [str(v) for v in err.validator_value]
         hint = did_you_mean(str(err.instance), options) or f"one of: {', '.join(options)}"
-        return [Diagnostic("MLP203", f"`{where}`: `{err.instance}` is not allowed", locate(_dotted(path)), hint)]
+        return [Diagnostic("MLP203", f"`{where}`: `{err.instance}` is not allowed", at(locate, dotted, "value"), hint)]
+    if validator in ("minProperties", "minItems") and not err.instance:
+        return [Diagnostic("MLP203", f"`{where}` is empty", at(locate, dotted, "value"),
+                           _EMPTY_HINTS.get(str(path[-1]) if path else "", err.schema.get("description")))]
+    if validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        bound = {"minimum": "at least", "maximum": "at most", "exclusiveMinimum": "more than",
+                 "exclusiveMaximum": "less than"}[validator]
+        return [Diagnostic("MLP203", f"`{where}`: {err.instance} is out of range; it must be {bound} "
+                           f"{err.validator_value}", at(locate, dotted, "value"), err.schema.get("description"))]
+    if validator == "pattern":
+        return [Diagnostic("MLP203", f"`{where}`: `{_clip(str(err.instance))}` is not in the expected form",
+                           at(locate, dotted, "value"),
+                           err.schema.get("description") or f"it must match `{err.validator_value}`")]
+    if validator == "uniqueItems":
+        return [Diagnostic("MLP203", f"`{where}` lists the same item twice", at(locate, dotted, "value"),
+                           "remove the duplicate")]
     message = err.message
     if len(message) > 200:
         message = message[:199] + "…"
-    return [Diagnostic("MLP203", f"`{where}`: {message}", locate(_dotted(path)),
+    return [Diagnostic("MLP203", f"`{where}`: {message}", at(locate, dotted, "value"),
                        (err.schema.get("description") if isinstance(err.schema, dict) else None))]
+
+
+def _clip(text: str, n: int = 60) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _noun(json_type: str) -> str:
+    return {"object": "mapping", "array": "list"}.get(json_type, json_type)
+
+
+_EMPTY_HINTS = {
+    "steps": "add at least one step, e.g. `train: {run: python train.py}`",
+    "params": "give the sweep at least one param with a list of values",
+}
 
 
 _REQUIRED_HINTS = {
@@ -150,25 +296,47 @@ def _json_type(value: Any) -> str:
 
 
 def _article(word: str) -> str:
-    word = {"object": "mapping", "array": "list"}.get(word, word)
+    word = _noun(word)
     return ("an " if word[:1] in "aeiou" else "a ") + word
 
 
 def _type_hint(path: list[Any], value: Any) -> str | None:
-    if path and path[-1] in ("inputs", "outputs", "needs") and isinstance(value, str):
+    last = str(path[-1]) if path else ""
+    if last in ("inputs", "outputs", "needs", "secrets", "branches", "paths", "columns") and isinstance(value, str):
         return f"write a list: `[{value}]`"
-    if path and path[-1] == "gate" and isinstance(value, dict):
+    if last == "gate" and isinstance(value, dict):
         return "a gate is a list of conditions: `- {metric: accuracy, min: 0.9}`"
+    if last == "steps" and isinstance(value, list):
+        return "steps is a mapping of names to steps: `train: {run: python train.py}`"
+    if len(path) == 2 and path[0] == "steps" and value is None:
+        return "give the step a `run:` command, e.g. `{run: python train.py}`"
+    if last == "run" and not isinstance(value, str):
+        return f"quote the command: `run: \"{value}\"`"
+    if isinstance(value, str) and last in ("retries", "port", "replicas", "gpu"):
+        return "write a number without quotes"
     return None
 
 
-def _name_diag(value: str, where: str, loc: Location | None) -> Diagnostic:
+def _name_diag(value: str, where: str, loc: Location | None, what: str = "name") -> Diagnostic:
     suggestion = re.sub(r"[^a-z0-9-]+", "-", value.lower()).strip("-")
-    if suggestion and not suggestion[0].isalpha():
+    if not suggestion or not suggestion[0].isalpha():
         suggestion = "x-" + suggestion
     suggestion = suggestion[:50].rstrip("-")
-    hint = f"lower-case letters, digits and hyphens, starting with a letter, at most 50 characters — e.g. `{suggestion}`"
-    return Diagnostic("MLP210", f"`{where}`: `{value}` is not a safe name", loc, hint)
+    why = []
+    if value != value.lower():
+        why.append("upper-case letters")
+    if "_" in value:
+        why.append("`_`")
+    if value[:1].isdigit():
+        why.append("a leading digit")
+    if len(value) > 50:
+        why.append(f"{len(value)} characters, at most 50")
+    if value.endswith("-"):
+        why.append("a trailing `-`")
+    reason = f" ({', '.join(why)})" if why else ""
+    hint = (f"Kubernetes and GitHub Actions need lower-case letters, digits and hyphens, starting with a letter, "
+            f"at most 50 characters — e.g. `{suggestion}`")
+    return Diagnostic("MLP210", f"`{where}`: `{_clip(value)}` is not a safe {what}{reason}", loc, hint)
 
 
 def _duration_diag(value: Any, where: str, loc: Location | None) -> Diagnostic:
@@ -195,12 +363,12 @@ def normalize_cpu(value: Any) -> str | None:
     if isinstance(value, int | float):
         if value <= 0:
             return None
-        return str(int(value)) if float(value).is_integer() else f"{int(round(value * 1000))}m"
+        return str(int(value)) if float(value).is_integer() else f"{round(value * 1000)}m"
     text = str(value)
     if not CPU_RE.match(text) or text in ("0", "0m"):
         return None
     if "." in text:
-        return f"{int(round(float(text) * 1000))}m"
+        return f"{round(float(text) * 1000)}m"
     return text
 
 
@@ -211,8 +379,8 @@ def check_memory(value: Any) -> bool:
 # -- cron ----------------------------------------------------------------------
 _CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 7))
 _NAMES = {
-    3: {m: i + 1 for i, m in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split())},
-    4: {d: i for i, d in enumerate("sun mon tue wed thu fri sat".split())},
+    3: {m: i + 1 for i, m in enumerate(["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"])},
+    4: {d: i for i, d in enumerate(["sun", "mon", "tue", "wed", "thu", "fri", "sat"])},
 }
 
 
@@ -246,48 +414,53 @@ def cron_problem(expr: Any) -> str | None:
     return None
 
 
+@without_gc
 def semantic_errors(config: Mapping[str, Any], locate: Locate) -> list[Diagnostic]:
     """Checks the schema cannot express. Runs only on a schema-valid config."""
     diags: list[Diagnostic] = []
     steps: dict[str, Any] = config.get("steps") or {}
+    registry = config.get("registry")
+    serve = (config.get("deploy") or {}).get("serve") or {}
     for name, step in steps.items():
+        where = f"steps.{name}"
         if not NAME_RE.match(name):
-            diags.append(_name_diag(name, f"steps.{name}", locate(f"steps.{name}")))
+            diags.append(_name_diag(name, where, at(locate, where, "key"), "step name"))
         if "timeout" in step and parse_duration(step["timeout"]) is None:
-            diags.append(_duration_diag(step["timeout"], f"steps.{name}.timeout", locate(f"steps.{name}.timeout")))
-        res = step.get("resources") or {}
-        diags.extend(_resource_errors(res, f"steps.{name}.resources", locate))
+            diags.append(_duration_diag(step["timeout"], f"{where}.timeout", at(locate, f"{where}.timeout", "value")))
+        diags.extend(_resource_errors(step.get("resources") or {}, f"{where}.resources", locate))
         for i, dep in enumerate(step.get("needs") or []):
-            if dep not in steps:
-                hint = did_you_mean(dep, steps) or f"steps are: {', '.join(steps)}"
-                diags.append(Diagnostic("MLP220", f"step `{name}` needs `{dep}`, which is not a step",
-                                        locate(f"steps.{name}.needs.{i}"), hint))
-            elif dep == name:
-                diags.append(Diagnostic("MLP231", f"step `{name}` needs itself", locate(f"steps.{name}.needs.{i}"),
-                                        "remove it from `needs`"))
+            loc = at(locate, f"{where}.needs.{i}", "value")
+            if dep == name:
+                diags.append(Diagnostic("MLP231", f"step `{name}` needs itself", loc, "remove it from `needs`"))
+            elif dep not in steps:
+                hint = did_you_mean(dep, steps) or f"the steps are: {_listing(steps)}"
+                diags.append(Diagnostic("MLP220", f"step `{name}` needs `{dep}`, which is not a step", loc, hint))
         for i, cond in enumerate(step.get("gate") or []):
             if not step.get("metrics"):
-                diags.append(Diagnostic("MLP222", f"step `{name}` gates on `{cond['metric']}` but declares no `metrics` file",
-                                        locate(f"steps.{name}.gate.{i}.metric"),
-                                        f"add `metrics: metrics/{name}.json` to the step and write the metric there"))
+                diags.append(Diagnostic(
+                    "MLP222", f"step `{name}` gates on `{cond['metric']}` but declares no `metrics` file",
+                    at(locate, f"{where}.gate.{i}.metric", "value"),
+                    f"add `metrics: metrics/{name}.json` to the step and write `{cond['metric']}` there"))
             if "min" in cond and "max" in cond and cond["min"] > cond["max"]:
-                diags.append(Diagnostic("MLP203", f"gate on `{cond['metric']}`: min {cond['min']} is above max {cond['max']}",
-                                        locate(f"steps.{name}.gate.{i}"), "swap the bounds"))
+                diags.append(Diagnostic("MLP203", f"gate on `{cond['metric']}`: min {cond['min']} is above "
+                                        f"max {cond['max']}; nothing can pass", at(locate, f"{where}.gate.{i}", "value"),
+                                        "swap the bounds"))
+            if cond.get("not_worse_than") and not registry:
+                diags.append(Diagnostic(
+                    "MLP225", f"step `{name}` compares `{cond['metric']}` with the registry's "
+                    f"`{cond['not_worse_than']}` model, but the spec has no `registry`",
+                    at(locate, f"{where}.gate.{i}.not_worse_than", "key"),
+                    "add `registry: {name: ..., artifact: ...}`, or use `min:`/`max:` bounds"))
         for kind in ("inputs", "outputs"):
             for i, p in enumerate(step.get(kind) or []):
-                problem = path_problem(p)
-                if problem:
-                    diags.append(Diagnostic("MLP230", f"step `{name}` {kind[:-1]} `{p}` {problem}",
-                                            locate(f"steps.{name}.{kind}.{i}"),
-                                            "paths are relative to the spec's directory and stay inside it"))
-        if step.get("metrics") and path_problem(step["metrics"]):
-            diags.append(Diagnostic("MLP230", f"step `{name}` metrics `{step['metrics']}` {path_problem(step['metrics'])}",
-                                    locate(f"steps.{name}.metrics"), "paths are relative to the spec's directory"))
+                diags.extend(_path_diag(p, f"step `{name}` {kind[:-1]}", f"{where}.{kind}.{i}", locate))
+        if step.get("metrics"):
+            diags.extend(_path_diag(step["metrics"], f"step `{name}` metrics file", f"{where}.metrics", locate))
     for dname, entry in (config.get("data") or {}).items():
-        problem = path_problem(entry["path"])
-        if problem:
-            diags.append(Diagnostic("MLP230", f"data `{dname}` path `{entry['path']}` {problem}",
-                                    locate(f"data.{dname}.path"), "paths are relative to the spec's directory"))
+        diags.extend(_path_diag(entry["path"], f"data `{dname}`", f"data.{dname}.path", locate))
+    env = config.get("environment") or {}
+    if env.get("requirements"):
+        diags.extend(_path_diag(env["requirements"], "the requirements file", "environment.requirements", locate))
     for key in ("triggers.schedule", "monitor.schedule"):
         section, _, leaf = key.partition(".")
         value = (config.get(section) or {}).get(leaf)
@@ -295,48 +468,89 @@ def semantic_errors(config: Mapping[str, Any], locate: Locate) -> list[Diagnosti
             problem = cron_problem(value)
             if problem:
                 diags.append(Diagnostic("MLP211", f"`{key}`: `{value}` is not a valid cron expression: {problem}",
-                                        locate(key), "five fields, e.g. `0 3 * * 1` (03:00 every Monday, UTC)"))
-    serve = (config.get("deploy") or {}).get("serve") or {}
+                                        at(locate, key, "value"),
+                                        "five fields: minute hour day-of-month month day-of-week, e.g. `0 3 * * 1` "
+                                        "(03:00 every Monday, UTC)"))
+    monitor = config.get("monitor") or {}
+    for leaf in ("reference", "current"):
+        value = (monitor.get("drift") or {}).get(leaf)
+        if value:
+            diags.extend(_path_diag(value, f"the drift {leaf} data", f"monitor.drift.{leaf}", locate))
     diags.extend(_resource_errors(serve.get("resources") or {}, "deploy.serve.resources", locate))
     auto = serve.get("autoscale")
     if auto and auto["min"] > auto["max"]:
         diags.append(Diagnostic("MLP203", f"`deploy.serve.autoscale`: min {auto['min']} is above max {auto['max']}",
-                                locate("deploy.serve.autoscale"), "swap them"))
-    registry = config.get("registry")
+                                at(locate, "deploy.serve.autoscale", "value"), "swap them"))
     if registry:
         after = registry.get("register_after")
         if after is not None and after not in steps:
             diags.append(Diagnostic("MLP225", f"`registry.register_after` names `{after}`, which is not a step",
-                                    locate("registry.register_after"), did_you_mean(after, steps)))
-        producers = [n for n, s in steps.items() if registry["artifact"] in (s.get("outputs") or [])]
-        if not producers:
-            diags.append(Diagnostic("MLP225", f"`registry.artifact` `{registry['artifact']}` is not an output of any step",
-                                    locate("registry.artifact"), "name a path listed in some step's `outputs`"))
+                                    at(locate, "registry.register_after", "value"),
+                                    did_you_mean(after, steps) or f"the steps are: {_listing(steps)}"))
+        problem = path_problem(registry["artifact"])
+        if problem:
+            diags.extend(_path_diag(registry["artifact"], "the registry artifact", "registry.artifact", locate))
+        else:
+            outputs = {posixpath.normpath(o) for s in steps.values() for o in s.get("outputs") or []}
+            artifact = posixpath.normpath(registry["artifact"])
+            if artifact not in outputs and not any(artifact.startswith(o + "/") for o in outputs):
+                diags.append(Diagnostic(
+                    "MLP225", f"`registry.artifact` `{registry['artifact']}` is not an output of any step",
+                    at(locate, "registry.artifact", "value"),
+                    did_you_mean(registry["artifact"], sorted(outputs)) or "name a path listed in some step's `outputs`"))
         if serve and serve.get("model", "").split("@")[0] != registry["name"]:
-            diags.append(Diagnostic("MLP227", f"`deploy.serve.model` `{serve['model']}` is not the registry's model `{registry['name']}`",
-                                    locate("deploy.serve.model"), f"use `{registry['name']}@production`"))
+            diags.append(Diagnostic(
+                "MLP227", f"`deploy.serve.model` `{serve['model']}` is not the registry's model `{registry['name']}`",
+                at(locate, "deploy.serve.model", "value"),
+                f"use `{registry['name']}@production` (or @staging, or @VERSION)"))
     elif serve:
         diags.append(Diagnostic("MLP227", "`deploy.serve` needs a `registry` to load the model from",
-                                locate("deploy.serve"), "add `registry: {name: ..., artifact: ...}`"))
-    if any(c.get("not_worse_than") for s in steps.values() for c in (s.get("gate") or [])) and not registry:
-        diags.append(Diagnostic("MLP225", "a gate compares with the registry (`not_worse_than`) but the spec has no `registry`",
-                                locate("steps"), "add `registry: {name: ..., artifact: ...}`"))
+                                at(locate, "deploy.serve", "key"), "add `registry: {name: ..., artifact: ...}`"))
     sweep = config.get("sweep")
     if sweep:
         params = config.get("params") or {}
+        flat = sorted(_flatten(params))
         for pname in sweep["params"]:
             if _select(params, pname) is _MISSING:
-                diags.append(Diagnostic("MLP226", f"`sweep.params.{pname}` is not a param", locate(f"sweep.params.{pname}"),
-                                        did_you_mean(pname, params) or "declare it under `params:` first"))
+                diags.append(Diagnostic("MLP226", f"`sweep.params.{pname}` is not a param",
+                                        at(locate, f"sweep.params.{pname}", "key"),
+                                        did_you_mean(pname, flat) or (f"the params are: {_listing(flat)}" if flat else
+                                                                      "declare it under `params:` first")))
         select = sweep.get("select")
         if select and not any(s.get("metrics") for s in steps.values()):
-            diags.append(Diagnostic("MLP226", f"`sweep.select` ranks runs by `{select['metric']}` but no step reports metrics",
-                                    locate("sweep.select.metric"), "declare a `metrics:` file on the step that computes it"))
-    for name in (config.get("environment") or {}).get("variables") or {}:
-        if name in ((config.get("environment") or {}).get("secrets") or []):
+            diags.append(Diagnostic(
+                "MLP226", f"`sweep.select` ranks runs by `{select['metric']}` but no step reports metrics",
+                at(locate, "sweep.select.metric", "value"), "declare a `metrics:` file on the step that computes it"))
+    for name in env.get("variables") or {}:
+        if name in (env.get("secrets") or []):
             diags.append(Diagnostic("MLP203", f"`{name}` is both a variable and a secret",
-                                    locate(f"environment.variables.{name}"), "keep it only under `secrets`"))
+                                    at(locate, f"environment.variables.{name}", "key"),
+                                    "keep it only under `secrets`; a variable's value is written into generated files"))
     return diags
+
+
+def _listing(names: Any, n: int = 8) -> str:
+    names = list(names)
+    shown = ", ".join(f"`{x}`" for x in names[:n])
+    return shown + (f" and {len(names) - n} more" if len(names) > n else "")
+
+
+def _flatten(params: Mapping[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for k, v in params.items():
+        key = f"{prefix}{k}"
+        out.append(key)
+        if isinstance(v, Mapping):
+            out.extend(_flatten(v, key + "."))
+    return out
+
+
+def _path_diag(path: str, what: str, dotted: str, locate: Locate) -> list[Diagnostic]:
+    problem = path_problem(path)
+    if not problem:
+        return []
+    return [Diagnostic("MLP230", f"{what} `{path}` {problem}", at(locate, dotted, "value"),
+                       "paths are relative to the spec's directory and stay inside the project")]
 
 
 _MISSING = object()
@@ -354,15 +568,19 @@ def _select(params: Mapping[str, Any], dotted: str) -> Any:
 def _resource_errors(res: Mapping[str, Any], where: str, locate: Locate) -> list[Diagnostic]:
     diags = []
     if "cpu" in res and normalize_cpu(res["cpu"]) is None:
-        diags.append(Diagnostic("MLP212", f"`{where}.cpu`: `{res['cpu']}` is not a CPU quantity", locate(f"{where}.cpu"),
-                                "write cores as `2`, `0.5` or millicores as `500m`"))
+        diags.append(Diagnostic("MLP212", f"`{where}.cpu`: `{res['cpu']}` is not a CPU quantity",
+                                at(locate, f"{where}.cpu", "value"),
+                                "a positive number of cores: `2`, `0.5`, or millicores: `500m`"))
     if "memory" in res and not check_memory(res["memory"]):
         value = str(res["memory"])
         m = re.match(r"^([0-9.]+)\s*([KMGTPE])i?B$", value, re.I)
-        hint = (f"write `{m.group(1)}{m.group(2).upper()}i` (binary) or `{m.group(1)}{m.group(2).upper()}` (decimal)"
-                if m else "write a Kubernetes quantity such as `512Mi` or `4Gi`")
+        if m:
+            hint = (f"Kubernetes writes bytes without `B`: `{m.group(1)}{m.group(2).upper()}i` (binary, "
+                    f"{m.group(2).upper()}iB) or `{m.group(1)}{m.group(2).upper()}` (decimal)")
+        else:
+            hint = "a positive Kubernetes quantity such as `512Mi` or `4Gi`"
         diags.append(Diagnostic("MLP212", f"`{where}.memory`: `{value}` is not a Kubernetes quantity",
-                                locate(f"{where}.memory"), hint))
+                                at(locate, f"{where}.memory", "value"), hint))
     return diags
 
 
@@ -374,7 +592,10 @@ def path_problem(path: str) -> str | None:
         return "uses backslashes (write `/`)"
     parts = path.split("/")
     if ".." in parts:
-        return "leaves the project (`..`)"
+        normal = posixpath.normpath(path)
+        if normal == ".." or normal.startswith("../"):
+            return "leaves the project (`..`)"
+        return f"contains `..` (write `{normal}`)"
     if "\x00" in path or any(ord(c) < 32 for c in path):
         return "contains control characters"
     if path.startswith("~"):

@@ -1,0 +1,164 @@
+"""Stage 1 — load: YAML with a source map; every mistake a diagnostic."""
+
+from __future__ import annotations
+
+import resource
+import time
+from pathlib import Path
+
+import pytest
+from mlprism._internal.load import MAX_BYTES, MAX_DEPTH, MAX_NODES, load_file, load_text
+from mlprism.diagnostics import DiagnosticError, Location
+
+SPEC = """\
+apiVersion: mlprism/v1
+name: demo
+params:
+  lr: 1e-3
+  depth: 8
+  when: 2024-01-01
+steps:
+  train:
+    run: python train.py
+    inputs: [data.csv, src/train.py]
+    resources: {cpu: 2}
+"""
+
+
+def codes(exc: pytest.ExceptionInfo[DiagnosticError]) -> list[tuple[str, int | None, int | None]]:
+    return [(d.code, d.location.line if d.location else None, d.location.col if d.location else None)
+            for d in exc.value.diagnostics]
+
+
+def test_values_and_types() -> None:
+    data = load_text(SPEC, "p.yaml").data
+    assert data["params"] == {"lr": 0.001, "depth": 8, "when": "2024-01-01"}   # OmegaConf's floats, dates as text
+    assert data["steps"]["train"]["inputs"] == ["data.csv", "src/train.py"]
+
+
+def test_source_map_keys_and_values() -> None:
+    smap = load_text(SPEC, "p.yaml").source_map
+    assert smap.lookup("name", "key") == Location("p.yaml", 2, 1)
+    assert smap.lookup("name") == Location("p.yaml", 2, 7)               # a scalar: its value
+    assert smap.lookup("steps.train") == Location("p.yaml", 8, 3)        # a block mapping: its key
+    assert smap.lookup("steps.train", "value") == Location("p.yaml", 9, 5)
+    assert smap.lookup("steps.train.inputs.1") == Location("p.yaml", 10, 24)
+    assert smap.lookup("steps.train.resources") == Location("p.yaml", 11, 16)   # a flow mapping: its value
+    assert smap.lookup("steps.train.resources.cpu") == Location("p.yaml", 11, 22)
+    assert smap.lookup("nope") is None
+
+
+def test_keys_that_yaml_11_reads_as_booleans_stay_text() -> None:
+    data = load_text("on: 1\nyes: 2\n~: 3\n", "p.yaml").data
+    assert data == {"on": 1, "yes": 2, "null": 3}
+
+
+def test_duplicate_keys_top_level_nested_and_flow() -> None:
+    with pytest.raises(DiagnosticError) as exc:
+        load_text("a: 1\nb:\n  c: 1\n  c: 2\nd: {e: 1, e: 2}\na: 3\n", "p.yaml")
+    assert codes(exc) == [("MLP101", 4, 3), ("MLP101", 5, 11), ("MLP101", 6, 1)]
+    assert "first defined at line 3" in exc.value.diagnostics[0].message
+
+
+def test_merge_keys_explicit_keys_win() -> None:
+    data = load_text("base: &b {run: echo a, retries: 1}\nstep:\n  <<: *b\n  retries: 3\n", "p.yaml").data
+    assert data["step"] == {"retries": 3, "run": "echo a"}
+
+
+@pytest.mark.parametrize("text", ["a: !!python/object/apply:os.system [id]\n", "a: !Ref x\n", "a: !!binary aGk=\n",
+                                  "a: !!set {x, y}\n", "a: !custom [1]\n", "? [a, b]\n: 1\n"])
+def test_unsupported_tags_and_keys(text: str) -> None:
+    with pytest.raises(DiagnosticError) as exc:
+        load_text(text, "p.yaml")
+    assert {c for c, _, _ in codes(exc)} == {"MLP104"}
+
+
+@pytest.mark.parametrize(("text", "line", "col"), [
+    ("a: 'unclosed\nb: 1\n", 1, 4),         # points at the opening quote
+    ("a:\n\tb: 1\n", 2, 1),                 # a tab
+    ("a: 1\n---\nb: 2\n", 2, 1),            # two documents
+    ("a: *nothing\n", 1, 4),
+    ("a: x\x07y\n", 1, 5),                  # a control character
+])
+def test_syntax_errors_have_positions(text: str, line: int, col: int) -> None:
+    with pytest.raises(DiagnosticError) as exc:
+        load_text(text, "p.yaml")
+    assert codes(exc) == [("MLP100", line, col)]
+
+
+def test_tab_hint() -> None:
+    with pytest.raises(DiagnosticError) as exc:
+        load_text("a:\n\tb: 1\n", "p.yaml")
+    assert "spaces" in (exc.value.diagnostics[0].hint or "")
+
+
+def test_empty_and_comment_only() -> None:
+    assert load_text("", "p.yaml").data is None
+    assert load_text("# nothing\n", "p.yaml").data is None
+
+
+def test_alias_bomb_refused_quickly_with_bounded_memory() -> None:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]   # 10^9 values
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    with pytest.raises(DiagnosticError) as exc:
+        load_text("\n".join(lines) + "\n", "p.yaml")
+    elapsed = time.perf_counter() - t0
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert codes(exc)[0][0] == "MLP103"
+    assert f"{MAX_NODES:,}" in exc.value.diagnostics[0].message
+    assert elapsed < 1.0, elapsed
+    assert grown_mib < 50, grown_mib
+
+
+def test_recursive_alias_is_refused() -> None:
+    with pytest.raises(DiagnosticError) as exc:
+        load_text("a: &a [1, *a]\n", "p.yaml")
+    assert codes(exc)[0][0] == "MLP103"
+
+
+@pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 900, 5000])
+def test_deep_nesting_refused(depth: int) -> None:
+    t0 = time.perf_counter()
+    with pytest.raises(DiagnosticError) as exc:
+        load_text("a: " + "[" * depth + "]" * depth + "\n", "p.yaml")
+    assert codes(exc)[0][0] == "MLP103"
+    assert time.perf_counter() - t0 < 1.0
+
+
+def test_nesting_at_the_limit_loads() -> None:
+    depth = MAX_DEPTH - 1
+    assert load_text("a: " + "[" * depth + "1" + "]" * depth + "\n", "p.yaml").data
+
+
+def test_size_limit(tmp_path: Path) -> None:
+    big = tmp_path / "big.yaml"
+    big.write_text("a: " + "x" * (MAX_BYTES + 10) + "\n")
+    with pytest.raises(DiagnosticError) as exc:
+        load_file(big, "big.yaml")
+    assert codes(exc)[0] == ("MLP103", 1, 1)
+
+
+def test_non_utf8_position(tmp_path: Path) -> None:
+    f = tmp_path / "p.yaml"
+    f.write_bytes(b"a: 1\nname: d\xe9mo\n")
+    with pytest.raises(DiagnosticError) as exc:
+        load_file(f, "p.yaml")
+    assert codes(exc) == [("MLP102", 2, 8)]
+
+
+def test_utf8_bom_and_unicode(tmp_path: Path) -> None:
+    f = tmp_path / "p.yaml"
+    f.write_bytes("\ufeffname: démo ✓\n".encode())
+    assert load_file(f).data == {"name": "démo ✓"}
+
+
+@pytest.mark.parametrize("make", ["missing", "directory"])
+def test_unreadable_paths(tmp_path: Path, make: str) -> None:
+    path = tmp_path / "x.yaml"
+    if make == "directory":
+        path.mkdir()
+    with pytest.raises(DiagnosticError) as exc:
+        load_file(path)
+    assert codes(exc)[0][0] == "MLP102"
