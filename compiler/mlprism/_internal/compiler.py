@@ -68,6 +68,7 @@ def load_pipeline(spec: str | os.PathLike[str], overrides: Sequence[str] = (), *
     # 2. compose (Hydra + OmegaConf)
     search = [p for r in plugins.manager.hook.mlprism_config_searchpath(spec_dir=spec_path.parent) if r for p in r]
     composed = compose(spec_path, list(overrides), search, display=display, loaded=loaded)
+    warnings.extend(composed.warnings)
     config = composed.config
     # 3. validate
     sections = schema_sections(plugins)

@@ -40,12 +40,16 @@ def infer_edges(steps: Sequence[Step], locate: Locate | None = None) -> tuple[li
     producer: dict[str, tuple[str, str]] = {}          # normalised output -> (step, output as written)
     below: dict[str, list[tuple[str, str]]] = {}      # directory -> outputs below it
     for s in steps:
-        for i, out in enumerate(s.outputs):
+        # a step's metrics file is something it produces too: a later step may read it
+        written = [(f"steps.{s.name}.outputs.{i}", out) for i, out in enumerate(s.outputs)]
+        if s.metrics:
+            written.append((f"steps.{s.name}.metrics", s.metrics))
+        for where, out in written:
             key = norm(out)
             if key in producer and producer[key][0] != s.name:
                 first = producer[key][0]
-                diags.append(Diagnostic("MLP221", f"`{out}` is an output of both `{first}` and `{s.name}`",
-                                        locate(f"steps.{s.name}.outputs.{i}") if locate else None,
+                diags.append(Diagnostic("MLP221", f"`{out}` is written by both `{first}` and `{s.name}`",
+                                        locate(where) if locate else None,
                                         "each file has one producer; write to another path or merge the steps"))
                 continue
             producer[key] = (s.name, out)

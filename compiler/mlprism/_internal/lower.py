@@ -168,7 +168,7 @@ def collect_locations(raw: dict[str, Any], locate: Locate, depth: int = 4) -> di
 
 def missing_inputs(pipeline: Pipeline, project_dir: Path) -> list[Diagnostic]:
     """Inputs no step produces, that are not declared data and do not exist on disk."""
-    produced = {norm(o) for s in pipeline.steps for o in s.outputs}
+    produced = {norm(o) for s in pipeline.steps for o in (*s.outputs, *((s.metrics,) if s.metrics else ()))}
     produced_dirs = {p for o in produced for p in _parents(o)}
     declared = {norm(d.path) for d in pipeline.data}
     diags = []
