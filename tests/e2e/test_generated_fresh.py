@@ -16,3 +16,12 @@ def test_quickstart_generated_files_are_current() -> None:
         + proc.stdout + proc.stderr)
     for target in ("local", "docker", "github-actions", "kubernetes", "make"):
         assert (EXAMPLES / "quickstart" / "generated" / target).is_dir(), target
+
+
+def test_quickstart_readme_shows_the_current_dag() -> None:
+    from tests.conftest import run_cli
+
+    res = run_cli("graph", str(EXAMPLES / "quickstart" / "pipeline.yaml"), "--format", "mermaid")
+    assert res.code == 0, res.err
+    readme = (EXAMPLES / "quickstart" / "README.md").read_text()
+    assert f"```mermaid\n{res.out}```" in readme, "rerun `mlprism graph … --format mermaid` into the README"
