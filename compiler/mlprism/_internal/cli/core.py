@@ -72,10 +72,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_compile(args: argparse.Namespace) -> int:
+def emit_targets(args: argparse.Namespace) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """Compile the spec for every `--target` (`all` expands; `ir` is the IR as JSON); write nothing.
+
+    Shared by `compile` and `diff`. All targets' errors are collected before raising.
+    """
     from mlprism._internal.compiler import emit, project_path_for
     from mlprism._internal.target import GeneratedFile
-    from mlprism._internal.write import write_files
 
     plugins = _plugins(args)
     names: list[str] = []
@@ -89,19 +92,24 @@ def cmd_compile(args: argparse.Namespace) -> int:
     compiled = load(args)
     pipeline = compiled.pipeline
     project_path = project_path_for(compiled.spec_path)
-    out = Path(args.out)
-    outputs: dict[str, dict[str, GeneratedFile]] = {}
+    outputs: dict[str, dict[str, Any]] = {}
     errors: list[Diagnostic] = []
     for name in names:
         try:
-            if name == "ir":
-                outputs[name] = {"pipeline.ir.json": GeneratedFile(pipeline.to_json())}
-            else:
-                outputs[name] = emit(pipeline, name, plugins, project_path)
+            outputs[name] = ({"pipeline.ir.json": GeneratedFile(pipeline.to_json())} if name == "ir"
+                             else emit(pipeline, name, plugins, project_path))
         except DiagnosticError as exc:
             errors.extend(exc.diagnostics)
     if errors:
         raise DiagnosticError(errors)
+    return names, outputs
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from mlprism._internal.write import write_files
+
+    names, outputs = emit_targets(args)
+    out = Path(args.out)
     stale: list[str] = []
     for name in names:
         dest = out if len(names) == 1 else out / name

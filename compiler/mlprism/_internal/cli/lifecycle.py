@@ -15,30 +15,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from mlprism._internal.cli.common import intermixed as _intermixed
+from mlprism._internal.cli.common import project_arg as _project_arg
 from mlprism.diagnostics import Diagnostic, DiagnosticError
-
-
-def _project_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--project", "-C", default=".", metavar="DIR",
-                   help="the project directory (holding .mlprism/), or its spec file; default: here")
-
-
-def _intermixed(parser: argparse.ArgumentParser) -> None:
-    """Accept options after the overrides (`monitor SPEC params.x=1 --json`)."""
-    original = parser.parse_known_args
-    busy = False
-
-    def parse_known_args(args: Any = None, namespace: Any = None) -> Any:
-        nonlocal busy
-        if busy:
-            return original(args, namespace)
-        busy = True
-        try:
-            return parser.parse_known_intermixed_args(args, namespace)
-        finally:
-            busy = False
-
-    parser.parse_known_args = parse_known_args  # type: ignore[method-assign]
 
 
 def register(sub: Any) -> None:

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mlprism._internal.cli.common import intermixed as _intermixed
+from mlprism._internal.cli.common import project_arg as _project_arg
 from mlprism.diagnostics import Diagnostic, DiagnosticError, Location
 
 
@@ -18,27 +20,8 @@ def _spec_args(p: argparse.ArgumentParser) -> None:
                    help="Hydra overrides: params.lr=0.1, env=prod, ~monitor")
 
 
-def _intermixed(parser: argparse.ArgumentParser) -> None:
-    """Let overrides come after options (`run SPEC -j 2 params.x=1`): parse this subcommand intermixed."""
-    original = parser.parse_known_args
-    busy = False
-
-    def parse_known_args(args: Any = None, namespace: Any = None) -> Any:
-        nonlocal busy
-        if busy:
-            return original(args, namespace)
-        busy = True
-        try:
-            return parser.parse_known_intermixed_args(args, namespace)
-        finally:
-            busy = False
-
-    parser.parse_known_args = parse_known_args  # type: ignore[method-assign]
 
 
-def _project_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--project", "-C", default=".", metavar="DIR",
-                   help="the project directory (or its spec file); default: the current directory")
 
 
 def register(sub: Any) -> None:

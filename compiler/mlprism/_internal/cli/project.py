@@ -287,33 +287,10 @@ metrics/
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from mlprism._internal.cli.core import _plugins, load
-    from mlprism._internal.compiler import emit, project_path_for
-    from mlprism._internal.target import GeneratedFile
+    from mlprism._internal.cli.core import emit_targets
 
-    plugins = _plugins(args)
-    names: list[str] = []
-    for t in args.target:
-        for name in (plugins.targets.names() if t == "all" else [t]):
-            if name not in names:
-                names.append(name)
-    for name in names:
-        if name != "ir":
-            plugins.targets.get(name)       # unknown target: MLP300 before any work
-    compiled = load(args)
-    pipeline = compiled.pipeline
-    project_path = project_path_for(compiled.spec_path)
+    names, outputs = emit_targets(args)
     out = Path(args.out)
-    errors: list[Diagnostic] = []
-    outputs: dict[str, dict[str, GeneratedFile]] = {}
-    for name in names:
-        try:
-            outputs[name] = ({"pipeline.ir.json": GeneratedFile(pipeline.to_json())} if name == "ir"
-                             else emit(pipeline, name, plugins, project_path))
-        except DiagnosticError as exc:
-            errors.extend(exc.diagnostics)
-    if errors:
-        raise DiagnosticError(errors)
     changed = 0
     for name in names:
         dest = out if len(names) == 1 else out / name
