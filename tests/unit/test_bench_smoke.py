@@ -1,0 +1,87 @@
+"""Keeps the benchmark harness (benchmarks/) from rotting. Asserts shapes and outputs, never timings."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import mlprism
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH = ROOT / "benchmarks"
+
+
+def _load(name: str):  # type: ignore[no-untyped-def]
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+specs = _load("specs")
+peers = _load("peers")
+
+
+@pytest.mark.parametrize("shape", specs.SHAPES)
+def test_every_shape_is_a_valid_spec_with_the_same_dag_for_every_tool(shape: str, tmp_path: Path) -> None:
+    w = specs.generate(shape, 23)
+    assert len(w.steps) == 23
+    spec = specs.write_mlprism_project(w, tmp_path / "mlprism")
+    pipeline = mlprism.load_pipeline(str(spec))
+    assert len(pipeline.steps) == 23
+    assert specs.MID in w.mid_step.inputs
+    expanded = w.expanded()
+    assert len(expanded) == w.executions() >= 23
+
+    dvc = peers.Dvc()
+    dvc.write(w, tmp_path / "dvc")
+    stages = yaml.safe_load((tmp_path / "dvc" / "dvc.yaml").read_text())["stages"]
+    assert len(stages) == len(expanded)
+
+    snake = peers.Snakemake()
+    snake.write(w, tmp_path / "snakemake")
+    assert (tmp_path / "snakemake" / "Snakefile").read_text().count("\nrule ") == len(expanded) + 1
+
+    ploomber = peers.Ploomber()
+    ploomber.write(w, tmp_path / "ploomber")
+    tasks = yaml.safe_load((tmp_path / "ploomber" / "pipeline.yaml").read_text())["tasks"]
+    assert len(tasks) == len(expanded)
+    for task in tasks:
+        source = (tmp_path / "ploomber" / task["source"]).read_text()
+        assert "{{product[" in source
+        for key in task.get("params", {}).get("resources_", {}):
+            assert f"resources_['{key}']" in source
+
+    kfp = peers.Kfp()
+    kfp.write(w, tmp_path / "kfp")
+    ast.parse((tmp_path / "kfp" / "pipeline_kfp.py").read_text())
+
+
+def test_run_py_end_to_end_at_tiny_n(tmp_path: Path) -> None:
+    """The one command, no peers: every section that runs mlprism, plus hashing on a small file."""
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "run.py"), "--sizes", "5", "--repeat", "1", "--only", "dag,run,hash",
+         "--shapes", "chain", "--run-shapes", "chain", "--hash-mib", "4", "--workdir", str(tmp_path / "work"),
+         "--save", "--results", str(tmp_path / "results")],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    report = proc.stdout
+    assert "| chain | 5 |" in report
+    assert "## Local execution of N trivial steps" in report
+    assert "## Hashing a 4 MiB file" in report
+    [saved] = list((tmp_path / "results").glob("*.json"))
+    rows = json.loads(saved.read_text())["rows"]
+    ops = {(r["tool"], r["op"]) for r in rows if r["status"] == "ok"}
+    assert {("mlprism", "validate"), ("mlprism", "compile --target all"), ("mlprism", "cold: run -j 2"),
+            ("mlprism", "no-op: run -j 2"), ("mlprism", "mid input changed: run -j 2")} <= ops
+    assert all(r["status"] == "ok" for r in rows), [r for r in rows if r["status"] != "ok"]
