@@ -165,9 +165,10 @@ class Bench:
             if before:
                 before(k)
             log.write_text("")
-            sample = measure(argv, cwd, env, self.args.timeout, log)
+            timeout = self.args.timeout if row.tool == "mlprism" else self.args.peer_timeout or self.args.timeout
+            sample = measure(argv, cwd, env, timeout, log)
             if sample.rc is None:
-                row.status, row.note = "stopped", f"> {self.args.timeout:g} s (stopped)"
+                row.status, row.note = "stopped", f"> {timeout:g} s (stopped)"
                 row.samples.append(sample)
                 break
             if sample.rc != 0:
@@ -658,6 +659,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--only", default=",".join(SECTIONS), help=f"sections: {','.join(SECTIONS)}")
     ap.add_argument("--jobs", "-j", type=int, default=2, help="parallel steps for mlprism and snakemake")
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds before a command is killed")
+    ap.add_argument("--peer-timeout", type=float, help="a different --timeout for the peers' commands")
     ap.add_argument("--budget", type=float, default=120.0,
                     help="stop repeating a measurement once its runs took this many seconds in all")
     ap.add_argument("--hash-mib", type=int, default=1024, help="size of the hashing file in MiB (0: skip)")
