@@ -140,10 +140,21 @@ def main() -> int:
     monitor = mlprism("monitor", SPEC, check=False)
     if monitor.returncode not in (0, 1):
         sys.exit(f"demo: `mlprism monitor` failed with exit code {monitor.returncode}")
+    if monitor.returncode == 1:
+        print("(drift found, as intended: exit code 1 is how `mlprism monitor` reports drift to a scheduler)")
     report = HERE / ".mlprism" / "reports" / "drift" / "latest.html"
     if up_to_date:
         banner("everything is up to date: nothing was retrained (change data/raw.csv, src/ or params to rerun)")
-    banner(f"done in {time.monotonic() - t0:.0f}s. Where to look next (from {os.path.relpath(HERE)}/):")
+    banner(f"done in {time.monotonic() - t0:.0f}s. Where to look next:")
+    setup = []
+    activate = Path(sys.executable).parent / "activate"
+    on_path = shutil.which("mlprism")
+    if activate.is_file() and (on_path is None or Path(on_path).resolve() != Path(MLPRISM[0]).resolve()):
+        setup.append(f"source {os.path.relpath(activate)}")
+    if os.path.relpath(HERE) != ".":
+        setup.append(f"cd {os.path.relpath(HERE)}")
+    if setup:
+        print(f"  {' && '.join(setup)}")
     steps = [
         ("mlprism runs list", "every run: params, metrics, what was cached"),
         (f"mlprism models list {MODEL}", "versions, stages, metrics, lineage"),

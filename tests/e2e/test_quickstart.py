@@ -10,6 +10,7 @@ import csv
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -242,3 +243,31 @@ def test_quickstart_lifecycle(qs: Path, cli) -> None:
     phase_06_no_drift_on_resampled_reference(qs, cli)
     phase_07_drift_triggers_retraining_through_the_gates(qs, cli)
     phase_08_promote_and_rollback(qs, cli)
+
+
+def test_demo_script_runs_end_to_end_then_says_up_to_date(qs: Path) -> None:
+    """`make demo` = examples/quickstart/demo.py: the README's first command, twice, as a user runs it."""
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+
+    def demo() -> str:
+        res = subprocess.run([sys.executable, str(qs / "demo.py")], cwd=qs.parent, env=env, text=True,
+                             capture_output=True, timeout=600)
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+        return res.stdout + res.stderr
+
+    first = demo()
+    assert "model `cancer` registered: version 1" in first
+    assert "promoted cancer v1 to production" in first
+    assert re.search(r"POST http://127\.0\.0\.1:\d+/predict .*\n  -> prediction [01] \((malignant|benign)\)", first)
+    assert "drift (psi > 0.2): 6 of 30 column(s) drifted" in first
+    assert (qs / ".mlprism" / "reports" / "drift" / "latest.html").is_file()
+    tail = first.split("Where to look next:", 1)[1]
+    assert "cd quickstart" in tail
+    for command in ("mlprism runs list", "mlprism models list cancer", "open .mlprism/reports/drift/latest.html"):
+        assert command in tail, command
+    assert "everything is up to date" not in first
+
+    second = demo()
+    assert "everything up to date (3 steps cached)" in second
+    assert "==> everything is up to date: nothing was retrained" in second
+    assert "cancer@production is version 1" in second and "-> prediction" in second

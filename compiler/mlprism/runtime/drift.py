@@ -19,7 +19,7 @@ difference becomes "significant", yet a PSI of 0.2 or a D of 0.2 means the same 
 for 1 000 rows or 1 000 000. The p-values are in the report for reference.
 
 A report is JSON (``drift.json``) plus a self-contained HTML page (``drift.html``) with
-a table of every column and a bar chart (inline SVG) of each drifted column.
+a bar chart (inline SVG) of each drifted column and a table of every column.
 """
 
 from __future__ import annotations
@@ -406,46 +406,89 @@ def compare_files(reference: Path, current: Path, *, method: str = "psi", thresh
 # -- HTML -------------------------------------------------------------------------------
 
 _CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:980px;color:#1f2328;padding:0 1rem}
-h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem}
-table{border-collapse:collapse;width:100%;font-size:.9rem}
-th,td{border-bottom:1px solid #d0d7de;padding:.35rem .5rem;text-align:right}
-th:first-child,td:first-child,td.kind{text-align:left}
-tr.drift td{background:#fff1f0}
-.badge{display:inline-block;padding:.1rem .5rem;border-radius:1rem;font-weight:600;font-size:.85rem}
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1080px;color:#1f2328;padding:0 1.5rem}
+h1{font-size:1.5rem;margin-bottom:.5rem}h2{font-size:1.15rem;margin:2rem 0 .75rem}
+table{border-collapse:collapse;width:100%;font-size:.85rem;font-variant-numeric:tabular-nums}
+th,td{border-bottom:1px solid #d0d7de;padding:.35rem .5rem;text-align:right;white-space:nowrap}
+th{border-bottom-width:2px}
+th:first-child,td:first-child,.kind{text-align:left}
+tr.drift td{background:#fff1f0}td.yes{color:#a40e26;font-weight:600}
+.scroll{overflow-x:auto}
+.badge{display:inline-block;padding:.15rem .6rem;border-radius:1rem;font-weight:600;font-size:.85rem;vertical-align:middle}
 .bad{background:#ffd8d3;color:#a40e26}.good{background:#d2f4d3;color:#116329}
-.meta{color:#59636e;font-size:.9rem}
-svg{max-width:100%;height:auto}
-.legend span{display:inline-block;width:.8rem;height:.8rem;margin:0 .3rem 0 1rem;vertical-align:middle}
+.meta{color:#59636e;font-size:.9rem}.nowrap{white-space:nowrap}ul.meta{margin:.25rem 0;padding-left:1.2rem}
+.charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(440px,1fr));gap:1.25rem 2rem}
+figure{margin:0}figcaption{font-size:.95rem;margin-bottom:.25rem}
+svg{width:100%;height:auto;display:block}
+.legend{margin:-.25rem 0 .75rem}
+.legend span{display:inline-block;width:.8rem;height:.8rem;margin:0 .35rem 0 1rem;vertical-align:-.1rem;border-radius:2px}
+.legend span:first-child{margin-left:0}
 """
+_REFERENCE_COLOR = "#8c959f"
+_DRIFT_COLOR = "#cf222e"
+_CURRENT_COLOR = "#0969da"
+
+
+def _bin_label(label: str) -> str:
+    """``[-inf, 11.46)`` -> ``< 11.46``, ``[11.46, 12.72)`` -> ``11.46\u201312.72`` (an en dash), ``[17.04, inf)`` -> ``≥ 17.04``."""
+    if label.startswith("[") and label.endswith(")") and ", " in label:
+        lo, hi = label[1:-1].split(", ", 1)
+        if lo == "-inf":
+            return f"< {hi}"
+        if hi == "inf":
+            return f"≥ {lo}"
+        return f"{lo}\u2013{hi}"
+    return label
+
+
+def _y_step(peak: float) -> float:
+    """A round grid step (a share) giving at most five gridlines up to ``peak``."""
+    for step in (0.01, 0.02, 0.05, 0.1, 0.2, 0.25):
+        if peak / step <= 5:
+            return step
+    return 0.25
 
 
 def _svg_chart(col: ColumnDrift) -> str:
     """Grouped bars: reference vs current share per bin (inline SVG)."""
-    width, height, left, bottom, top = 900, 260, 48, 70, 12
-    n = max(len(col.bins), 1)
-    plot_w, plot_h = width - left - 10, height - bottom - top
-    peak = max([*col.reference_share, *col.current_share, 1e-9])
-    group = plot_w / n
-    bar = max(min(group * 0.38, 40), 1)
+    labels = [_bin_label(b) for b in col.bins]
+    n = max(len(labels), 1)
+    width, left, right, top = 480, 40, 6, 8
+    group_w = (width - left - right) / n
+    longest = max((len(s) for s in labels), default=1)
+    rotate = longest * 6.6 > group_w - 4          # horizontal labels only when they fit
+    bottom = 20 + (min(longest, 18) * 4.4 if rotate else 0)
+    height = round(150 + top + bottom)
+    plot_h = height - bottom - top
+    step = _y_step(max([*col.reference_share, *col.current_share, 1e-9]))
+    ticks = max(1, math.ceil(max([*col.reference_share, *col.current_share, 1e-9]) / step - 1e-9))
+    top_share = step * ticks
+    bar = max(min(group_w * 0.36, 36), 1)
+    current_color = _DRIFT_COLOR if col.drifted else _CURRENT_COLOR
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" '
-             f'width="{width}" height="{height}" aria-label="distribution of {html.escape(col.name)}">']
-    for frac in (0, 0.5, 1):
-        y = top + plot_h * (1 - frac)
-        parts.append(f'<line x1="{left}" x2="{width - 10}" y1="{y:.1f}" y2="{y:.1f}" stroke="#d0d7de"/>')
-        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end" fill="#59636e">'
-                     f'{peak * frac:.0%}</text>')
-    for i, label in enumerate(col.bins):
-        x0 = left + i * group + group / 2
-        for j, (share, color, who) in enumerate(((col.reference_share[i], "#8c959f", "reference"),
-                                                 (col.current_share[i], "#cf222e" if col.drifted else "#0969da", "current"))):
-            h = plot_h * share / peak
+             f'width="{width}" height="{height}" font-family="system-ui,sans-serif" '
+             f'aria-label="distribution of {html.escape(col.name)}: reference vs current">']
+    for k in range(ticks + 1):
+        y = top + plot_h * (1 - k / ticks)
+        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" '
+                     f'stroke="{"#8c959f" if k == 0 else "#eaeef2"}"/>')
+        parts.append(f'<text x="{left - 5}" y="{y + 3.5:.1f}" font-size="10" text-anchor="end" fill="#59636e">'
+                     f'{step * k:.0%}</text>')
+    for i, label in enumerate(labels):
+        x0 = left + i * group_w + group_w / 2
+        for j, (share, color, who) in enumerate(((col.reference_share[i], _REFERENCE_COLOR, "reference"),
+                                                 (col.current_share[i], current_color, "current"))):
+            h = plot_h * share / top_share
             x = x0 - bar + j * bar
-            parts.append(f'<rect x="{x:.1f}" y="{top + plot_h - h:.1f}" width="{bar:.1f}" height="{h:.1f}" '
-                         f'fill="{color}"><title>{html.escape(label)} {who}: {share:.1%}</title></rect>')
-        short = label if len(label) <= 18 else label[:17] + "…"
-        parts.append(f'<text x="{x0:.1f}" y="{top + plot_h + 12}" font-size="10" fill="#59636e" text-anchor="end" '
-                     f'transform="rotate(-35 {x0:.1f} {top + plot_h + 12})">{html.escape(short)}</text>')
+            parts.append(f'<rect x="{x:.1f}" y="{top + plot_h - h:.1f}" width="{bar - 1:.1f}" height="{h:.1f}" '
+                         f'fill="{color}"><title>{html.escape(col.bins[i])} {who}: {share:.1%}</title></rect>')
+        short = html.escape(label if len(label) <= 18 else label[:17] + "…")
+        y = top + plot_h + 13
+        if rotate:
+            parts.append(f'<text x="{x0 + 3:.1f}" y="{y}" font-size="10.5" fill="#59636e" text-anchor="end" '
+                         f'transform="rotate(-35 {x0 + 3:.1f} {y})">{short}</text>')
+        else:
+            parts.append(f'<text x="{x0:.1f}" y="{y}" font-size="10.5" fill="#59636e" text-anchor="middle">{short}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -455,42 +498,51 @@ def _num(x: float | None, fmt: str = ".4f") -> str:
 
 
 def render_html(report: DriftReport) -> str:
-    """A small self-contained HTML page: summary, a table of every column, a chart per drifted column."""
+    """A small self-contained HTML page: summary, a chart per drifted column, a table of every column."""
     esc = html.escape
     verdict = (f'<span class="badge bad">drift in {len(report.drifted_columns)} of {len(report.columns)} columns</span>'
                if report.drifted else f'<span class="badge good">no drift in {len(report.columns)} columns</span>')
+    ranked = sorted(report.columns, key=lambda c: (not c.drifted, -c.score, c.name))
     rows = []
-    for c in sorted(report.columns, key=lambda c: (not c.drifted, -c.score, c.name)):
+    for c in ranked:
         rows.append(
             f'<tr class="{"drift" if c.drifted else ""}"><td>{esc(c.name)}</td><td class="kind">{c.kind}</td>'
             f"<td><b>{_num(c.score)}</b> {c.score_name}</td><td>{_num(c.psi)}</td><td>{_num(c.ks)}</td>"
             f"<td>{_num(c.ks_pvalue, '.3g')}</td><td>{_num(c.cramers_v)}</td><td>{_num(c.chi2_pvalue, '.3g')}</td>"
             f"<td>{_num(c.mean_reference, '.4g')} → {_num(c.mean_current, '.4g')}</td>"
-            f"<td>{'yes' if c.drifted else 'no'}</td></tr>")
+            f'<td class="{"yes" if c.drifted else ""}">{"yes" if c.drifted else "no"}</td></tr>')
     charts = []
-    for c in report.columns:
+    for c in ranked:
         if c.drifted:
-            charts.append(f"<h2>{esc(c.name)} <small class=\"meta\">{c.score_name} {_num(c.score)} &gt; "
-                          f"{report.threshold:g}</small></h2>"
-                          '<div class="legend meta"><span style="background:#8c959f"></span>reference'
-                          '<span style="background:#cf222e"></span>current</div>' + _svg_chart(c))
+            mean = (f" · mean {_num(c.mean_reference, '.4g')} → {_num(c.mean_current, '.4g')}"
+                    if c.mean_reference is not None else "")
+            charts.append(f'<figure><figcaption><b>{esc(c.name)}</b> <span class="meta">{c.score_name} '
+                          f"{_num(c.score)} &gt; {report.threshold:g}{mean}</span></figcaption>"
+                          f"{_svg_chart(c)}</figure>")
+    legend = (f'<div class="legend meta"><span style="background:{_REFERENCE_COLOR}"></span>reference '
+              f"<code>{esc(report.reference)}</code>"
+              f'<span style="background:{_DRIFT_COLOR}"></span>current <code>{esc(report.current)}</code>'
+              " · bars: share of rows in each bin (bins: the reference's quantiles)</div>")
     skipped = "".join(f"<li>{esc(k)}: {esc(v)}</li>" for k, v in sorted(report.skipped.items()))
     data = report.meta.get("data") or {}
     hashes = "".join(f"<li><code>{esc(k)}</code> blake3 <code>{esc(str(v))[:16]}…</code></li>"
                      for k, v in data.items())
     return (
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>Drift report: {esc(report.current)}</title><style>{_CSS}</style></head><body>"
         f"<h1>Drift report {verdict}</h1>"
         f'<p class="meta">Reference <code>{esc(report.reference)}</code> ({report.reference_rows} rows) vs current '
         f"<code>{esc(report.current)}</code> ({report.current_rows} rows) · method <b>{esc(report.method)}</b>, "
-        f"a column drifts when its score is above <b>{report.threshold:g}</b> · {esc(report.created_at)}</p>"
+        f"a column drifts when its score is above <b>{report.threshold:g}</b> · "
+        f'<span class="nowrap">{esc(report.created_at)}</span></p>'
         + (f'<ul class="meta">{hashes}</ul>' if hashes else "")
-        + "<table><thead><tr><th>column</th><th>type</th><th>score</th><th>PSI</th><th>KS D</th><th>KS p</th>"
-        "<th>Cramér's V</th><th>χ² p</th><th>mean ref → cur</th><th>drift</th></tr></thead><tbody>"
-        + "".join(rows) + "</tbody></table>"
+        + (f"<h2>Drifted columns</h2>{legend}<div class=\"charts\">{''.join(charts)}</div>" if charts else "")
+        + "<h2>All columns</h2>"
+        '<div class="scroll"><table><thead><tr><th>column</th><th class="kind">type</th><th>score</th><th>PSI</th>'
+        "<th>KS D</th><th>KS p</th><th>Cramér's V</th><th>χ² p</th><th>mean ref → cur</th><th>drift</th></tr>"
+        "</thead><tbody>" + "".join(rows) + "</tbody></table></div>"
         + (f"<h2>Not compared</h2><ul>{skipped}</ul>" if skipped else "")
-        + "".join(charts)
         + "</body></html>\n")
 
 
