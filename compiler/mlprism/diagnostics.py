@@ -159,6 +159,7 @@ CODES: dict[str, str] = {
     "MLP201": "Wrong type.",
     "MLP202": "Missing required key.",
     "MLP203": "Value not allowed (enum, pattern, range or length).",
+    "MLP204": "The value of a declared secret is in the spec or an override (it would be written out); use `$NAME`.",
     "MLP210": "A name is not safe for every target (lower-case letters, digits, hyphens; starts with a letter).",
     "MLP211": "Invalid cron expression.",
     "MLP212": "Invalid Kubernetes quantity (cpu or memory).",
@@ -172,7 +173,7 @@ CODES: dict[str, str] = {
     "MLP225": "The registry refers to a step or an artifact that does not exist.",
     "MLP226": "A sweep or selection refers to something that does not exist.",
     "MLP227": "A deploy or monitor setting refers to something that does not exist.",
-    "MLP230": "A path escapes the project (absolute, `..`, or through a symlink).",
+    "MLP230": "A path escapes the project (absolute, `..`, or through a symlink); `data` may, with `external: true`.",
     "MLP231": "A step depends on itself.",
     # 3xx: plugins and targets
     "MLP300": "Unknown target.",

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 SPEC = """
@@ -40,6 +41,14 @@ def _wait_for(path_glob: Path, pattern: str, timeout: float = 30) -> None:
     raise AssertionError(f"{pattern} never appeared in {path_glob}")
 
 
+def _wait_until(condition: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("the runner never reached the expected state")
+        time.sleep(0.02)
+
+
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
@@ -53,23 +62,29 @@ def test_resume_after_sigkill_of_the_runner(project, proc, tmp_path: Path) -> No
     env = {"COUNT_FILE": str(count), "RELEASE": str(tmp_path / "release")}
     proj = project({"pipeline.yaml": SPEC})
     runner = _start(proj, env=env)
-    _wait_for(proj / ".mlprism" / "runs", "*/slow.log")
-    time.sleep(0.2)
+    # kill only once `slow` is observably running: its command wrote to the count file and the runner
+    # noted its process (no sleep racing the scheduler; under load either can take a while)
+    note = proj / ".mlprism" / "running" / str(runner.pid)
+    _wait_until(lambda: count.exists() and count.read_text().split() == ["quick", "slow"]
+                and note.exists() and len(note.read_text().splitlines()) == 2)
     runner.send_signal(signal.SIGKILL)
     runner.wait()
     notes = list((proj / ".mlprism" / "running").iterdir())
-    assert len(notes) == 1                                  # the killed runner's note of its processes
-    pids = [int(line.split()[0]) for line in notes[0].read_text().splitlines()]
+    assert notes == [note]                                  # the killed runner's note of its processes
+    pids = [int(line.split()[0]) for line in note.read_text().splitlines()]
     slow_pid = pids[-1]
     assert _alive(slow_pid)                                 # its step is orphaned, still running
+    rerun = _start(proj, env=env)
+    # release `slow` only once the rerun has killed the orphan: released earlier, the orphan could
+    # finish by itself before the rerun looks for it (the rerun takes a second or more to start)
+    _wait_until(lambda: not _alive(slow_pid))
     (tmp_path / "release").touch()
-    r = proc("run", "pipeline.yaml", cwd=proj, env=env)
-    assert r.code == 0, r.out + r.err
-    assert "killed 1 step process group(s) left running by an interrupted run" in r.out
-    assert "[quick] up to date (cached)" in r.out         # finished before the kill: a cache hit
-    assert "[slow] ok" in r.out                            # interrupted: runs again
+    out, err = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, out + err
+    assert "killed 1 step process group(s) left running by an interrupted run" in out
+    assert "[quick] up to date (cached)" in out           # finished before the kill: a cache hit
+    assert "[slow] ok" in out                              # interrupted: runs again
     assert count.read_text().split() == ["quick", "slow", "slow"]
-    assert not _alive(slow_pid)
     r = proc("runs", "list", "--json", cwd=proj)
     statuses = sorted(run["status"] for run in json.loads(r.out)["runs"])
     assert statuses == ["interrupted", "succeeded"]

@@ -79,7 +79,8 @@ def lower(config: dict[str, Any], raw: dict[str, Any], *, spec_file: str, overri
     env = config.get("environment") or {}
     environment = Environment(python=str(env.get("python", "3.11")), requirements=env.get("requirements"),
                               variables=_str_env(env.get("variables")), secrets=tuple(env.get("secrets") or ()))
-    data = tuple(DataSource(name=k, path=v["path"], description=v.get("description", ""))
+    data = tuple(DataSource(name=k, path=v["path"], description=v.get("description", ""),
+                            external=bool(v.get("external", False)))
                  for k, v in (config.get("data") or {}).items())
     sweep = None
     if config.get("sweep"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import os
 import posixpath
 import re
 from collections.abc import Callable, Mapping
@@ -421,6 +422,7 @@ def semantic_errors(config: Mapping[str, Any], locate: Locate) -> list[Diagnosti
     steps: dict[str, Any] = config.get("steps") or {}
     registry = config.get("registry")
     serve = (config.get("deploy") or {}).get("serve") or {}
+    external = external_data_paths(config)
     for name, step in steps.items():
         where = f"steps.{name}"
         if not NAME_RE.match(name):
@@ -453,11 +455,13 @@ def semantic_errors(config: Mapping[str, Any], locate: Locate) -> list[Diagnosti
                     "add `registry: {name: ..., artifact: ...}`, or use `min:`/`max:` bounds"))
         for kind in ("inputs", "outputs"):
             for i, p in enumerate(step.get(kind) or []):
-                diags.extend(_path_diag(p, f"step `{name}` {kind[:-1]}", f"{where}.{kind}.{i}", locate))
+                diags.extend(_path_diag(p, f"step `{name}` {kind[:-1]}", f"{where}.{kind}.{i}", locate,
+                                        external if kind == "inputs" else None))
         if step.get("metrics"):
             diags.extend(_path_diag(step["metrics"], f"step `{name}` metrics file", f"{where}.metrics", locate))
     for dname, entry in (config.get("data") or {}).items():
-        diags.extend(_path_diag(entry["path"], f"data `{dname}`", f"data.{dname}.path", locate))
+        diags.extend(_path_diag(entry["path"], f"data `{dname}`", f"data.{dname}.path", locate,
+                                external if entry.get("external") else None))
     env = config.get("environment") or {}
     if env.get("requirements"):
         diags.extend(_path_diag(env["requirements"], "the requirements file", "environment.requirements", locate))
@@ -475,7 +479,7 @@ def semantic_errors(config: Mapping[str, Any], locate: Locate) -> list[Diagnosti
     for leaf in ("reference", "current"):
         value = (monitor.get("drift") or {}).get(leaf)
         if value:
-            diags.extend(_path_diag(value, f"the drift {leaf} data", f"monitor.drift.{leaf}", locate))
+            diags.extend(_path_diag(value, f"the drift {leaf} data", f"monitor.drift.{leaf}", locate, external))
     diags.extend(_resource_errors(serve.get("resources") or {}, "deploy.serve.resources", locate))
     auto = serve.get("autoscale")
     if auto and auto["min"] > auto["max"]:
@@ -545,12 +549,99 @@ def _flatten(params: Mapping[str, Any], prefix: str = "") -> list[str]:
     return out
 
 
-def _path_diag(path: str, what: str, dotted: str, locate: Locate) -> list[Diagnostic]:
+def external_data_paths(config: Mapping[str, Any]) -> set[str]:
+    """Normalised paths of the `data` entries marked `external: true` (they may live outside the project)."""
+    data = config.get("data")
+    if not isinstance(data, Mapping):
+        return set()
+    return {posixpath.normpath(e["path"]) for e in data.values()
+            if isinstance(e, Mapping) and e.get("external") is True and isinstance(e.get("path"), str)}
+
+
+def under_external(path: str, external: set[str] | frozenset[str]) -> bool:
+    """Whether `path` is an external data path or lies below one."""
+    if not external:
+        return False
+    key = posixpath.normpath(path)
+    return key in external or any(key.startswith(e.rstrip("/") + "/") for e in external)
+
+
+def _path_diag(path: str, what: str, dotted: str, locate: Locate,
+               external: set[str] | None = None) -> list[Diagnostic]:
     problem = path_problem(path)
     if not problem:
         return []
-    return [Diagnostic("MLP230", f"{what} `{path}` {problem}", at(locate, dotted, "value"),
-                       "paths are relative to the spec's directory and stay inside the project")]
+    if external and under_external(path, external) and problem in _EXTERNAL_OK:
+        return []                        # declared `external: true` data: outside the project on purpose
+    hint = "paths are relative to the spec's directory and stay inside the project"
+    if problem in _EXTERNAL_OK:
+        hint += "; data kept elsewhere on purpose: declare it under `data:` with `external: true` and read it from there"
+    return [Diagnostic("MLP230", f"{what} `{path}` {problem}", at(locate, dotted, "value"), hint)]
+
+
+_EXTERNAL_OK = frozenset({"is absolute", "leaves the project (`..`)"})
+
+
+def resolved_outside(root: str, rel: str, dir_cache: dict[str, str], follow_leaf: bool = True) -> str | None:
+    """Where `root/rel` really is when a symlink takes it outside `root` (a resolved directory), else None.
+
+    The parent directories are resolved (memoised in `dir_cache`); the last part only when
+    `follow_leaf` (an output that is itself a symlink is replaced, not written through).
+    Parts that do not exist yet are taken as written.
+    """
+    parent, leaf = os.path.split(os.path.normpath(os.path.join(root, rel)))
+    real_parent = dir_cache.get(parent)
+    if real_parent is None:
+        real_parent = dir_cache[parent] = os.path.realpath(parent)
+    real = os.path.join(real_parent, leaf)
+    if follow_leaf and os.path.islink(real):
+        real = os.path.realpath(real)
+    if real == root or real.startswith(root.rstrip("/") + "/"):
+        return None
+    return real
+
+
+def escaping_paths(pipeline: Any, project_dir: Any, steps: Any = None) -> list[Diagnostic]:
+    """MLP230 for each path of `pipeline` (an IR Pipeline) that leads out of `project_dir` through a symlink.
+
+    Data marked `external: true`, and inputs under such data, may; paths that are already
+    refused as written (absolute, `..`) are not looked at again. `steps`: names to check (default all).
+    """
+    root = os.path.realpath(str(project_dir))
+    cache: dict[str, str] = {}
+    external = {posixpath.normpath(d.path) for d in pipeline.data if d.external}
+    diags: list[Diagnostic] = []
+
+    def check(path: str | None, what: str, dotted: str, follow_leaf: bool = True) -> None:
+        if not path or path_problem(path) or (external and under_external(path, external)):
+            return
+        real = resolved_outside(root, path, cache, follow_leaf)
+        if real is not None:
+            diags.append(Diagnostic(
+                "MLP230", f"{what} `{path}` leads outside the project through a symlink (to `{real}`)",
+                pipeline.location(dotted),
+                "keep it inside the project (copy it in, or replace the symlink); data kept elsewhere on purpose: "
+                "declare it under `data:` with `external: true`"))
+
+    for d in pipeline.data:
+        check(d.path, f"data `{d.name}`", f"data.{d.name}.path")
+    wanted = None if steps is None else set(steps)
+    for step in pipeline.steps:
+        if wanted is not None and step.name not in wanted:
+            continue
+        for i, p in enumerate(step.inputs):
+            check(p, f"step `{step.name}` input", f"steps.{step.name}.inputs.{i}")
+        for i, p in enumerate(step.outputs):
+            check(p, f"step `{step.name}` output", f"steps.{step.name}.outputs.{i}", follow_leaf=False)
+        check(step.metrics, f"step `{step.name}` metrics file", f"steps.{step.name}.metrics", follow_leaf=False)
+    if pipeline.registry is not None:
+        check(pipeline.registry.artifact, "the registry artifact", "registry.artifact")
+    check(pipeline.environment.requirements, "the requirements file", "environment.requirements")
+    monitor = getattr(pipeline, "monitor", None)
+    if monitor is not None and steps is None:
+        check(monitor.drift.reference, "the drift reference data", "monitor.drift.reference")
+        check(monitor.drift.current, "the drift current data", "monitor.drift.current")
+    return diags
 
 
 _MISSING = object()
@@ -605,3 +696,73 @@ def path_problem(path: str) -> str | None:
 
 def warning(code: str, message: str, loc: Location | None, hint: str | None = None) -> Diagnostic:
     return Diagnostic(code, message, loc, hint, Severity.WARNING)
+
+
+# -- secrets: a declared secret's value never enters the compiled pipeline -----------------------
+#: Values shorter than this are not looked for (a "secret" like `test` would match ordinary text).
+MIN_SECRET_LENGTH = 6
+
+
+def secret_values_in(config: Any, environ: Mapping[str, str]) -> dict[str, str]:
+    """The declared secrets (``environment.secrets`` of `config`) set in `environ`: name -> value."""
+    env = config.get("environment") if isinstance(config, Mapping) else None
+    names = env.get("secrets") if isinstance(env, Mapping) else None
+    if not isinstance(names, list):
+        return {}
+    return {n: environ[n] for n in names
+            if isinstance(n, str) and len(environ.get(n) or "") >= MIN_SECRET_LENGTH}
+
+
+def redact_secrets(text: str, secrets: Mapping[str, str]) -> str:
+    for name, value in sorted(secrets.items(), key=lambda kv: -len(kv[1])):
+        text = text.replace(value, f"[secret:{name}]")
+    return text
+
+
+_SECRET_HINT = ("a secret reaches the steps only through the environment: write `${name}` in `run` (the shell "
+                "expands it when the step runs); an override, `${{oc.env:{name}}}` or the value itself would be "
+                "written into generated files, the lock file and the run ledger")
+
+
+def secret_override_errors(overrides: Any, secrets: Mapping[str, str]) -> list[Diagnostic]:
+    """MLP204 for each command-line override that holds a declared secret's value (shown redacted)."""
+    diags = []
+    for ov in overrides:
+        for name, value in secrets.items():
+            if value in ov:
+                diags.append(Diagnostic(
+                    "MLP204", f"the override holds the value of the declared secret `{name}`",
+                    Location(override=redact_secrets(ov, secrets)), _SECRET_HINT.format(name=name)))
+                break
+    return diags
+
+
+def secret_value_errors(config: Any, secrets: Mapping[str, str], locate: Locate) -> list[Diagnostic]:
+    """MLP204 where the composed spec holds a declared secret's value (from `${oc.env:…}`, a literal, a file)."""
+    if not secrets:
+        return []
+    diags: list[Diagnostic] = []
+
+    def walk(node: Any, path: tuple[Any, ...]) -> None:
+        if isinstance(node, Mapping):
+            for k, v in node.items():
+                walk(v, (*path, k))
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, (*path, i))
+        elif isinstance(node, str):
+            found(node, path)
+
+    def found(text: str, path: tuple[Any, ...]) -> None:
+        for name, value in secrets.items():
+            if value in text:
+                dotted = redact_secrets(".".join(str(p) for p in path), secrets)
+                loc = locate(dotted)
+                if loc is not None and loc.override is not None:
+                    loc = Location(override=redact_secrets(loc.override, secrets))
+                diags.append(Diagnostic("MLP204", f"`{dotted}` holds the value of the declared secret `{name}`",
+                                        loc, _SECRET_HINT.format(name=name)))
+                return
+
+    walk(config, ())
+    return diags

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +67,10 @@ class DockerLauncher:
     """Runs step commands in containers of ``image`` with ``project_dir`` mounted at /workspace."""
 
     def __init__(self, image: str, project_dir: Path, *, client: Any = None, user: str | None = None,
-                 network: str | None = None, shell: str = "/bin/sh") -> None:
+                 network: str | None = None, shell: str = "/bin/sh", redact_values: Sequence[str] = ()) -> None:
         self.image = image
+        # secret values masked as the log is written (not only afterwards: a killed runner leaves the log)
+        self.redact_values = sorted({v for v in redact_values if v}, key=len, reverse=True)
         self.project_dir = Path(project_dir).resolve()
         self.client = client if client is not None else docker_client()
         self.user = user or (f"{os.getuid()}:{os.getgid()}" if hasattr(os, "getuid") else None)
@@ -151,7 +153,7 @@ class DockerLauncher:
                 except docker.errors.APIError as exc:
                     raise DiagnosticError([Diagnostic("MLP453", f"cannot start a container of `{self.image}`: "
                                                       f"{exc.explanation or exc}")])
-                pump = threading.Thread(target=_copy_logs, args=(container, log), daemon=True)
+                pump = threading.Thread(target=_copy_logs, args=(container, log, self.redact_values), daemon=True)
                 pump.start()
                 try:
                     result = container.wait(timeout=timeout) if timeout else container.wait()
@@ -178,13 +180,35 @@ class DockerLauncher:
             t.join()
 
 
-def _copy_logs(container: Any, log: Any) -> None:
+def _copy_logs(container: Any, log: Any, redact_values: Sequence[str] = ()) -> None:
+    pending = b""                  # with values to mask: a partial line waits for its end (or for 1 MiB)
+
+    def write(data: bytes) -> None:
+        if redact_values:
+            text = data.decode("utf-8", "surrogateescape")
+            for value in redact_values:
+                text = text.replace(value, "***")
+            data = text.encode("utf-8", "surrogateescape")
+        log.write(data)
+        log.flush()
+
     try:
         for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
-            log.write(chunk)
-            log.flush()
+            if not redact_values:
+                write(chunk)
+                continue
+            pending += chunk
+            cut = pending.rfind(b"\n") + 1 if len(pending) < 1 << 20 else len(pending)
+            if cut:
+                write(pending[:cut])
+                pending = pending[cut:]
     except Exception:     # the container went away (killed on timeout): the log ends here
         pass
+    if pending:
+        try:
+            write(pending)
+        except (OSError, ValueError):
+            pass
 
 
 def _kill(container: Any) -> None:

@@ -110,6 +110,7 @@ _STEP_SQL = ("INSERT OR REPLACE INTO step_runs(run_id, step, status, exit_code, 
 _METRIC_SQL = "INSERT OR REPLACE INTO metrics(run_id, step, key, value) VALUES (?,?,?,?)"
 _ARTIFACT_SQL = "INSERT OR REPLACE INTO artifacts(run_id, step, role, path, hash, size) VALUES (?,?,?,?,?,?)"
 _LINEAGE_SQL = "INSERT OR IGNORE INTO lineage(run_id, source, target, kind) VALUES (?,?,?,?)"
+_REPORT_SQL = "INSERT INTO reports(run_id, kind, created, payload_json) VALUES (?,?,?,?)"
 
 
 class Ledger:
@@ -130,7 +131,7 @@ class Ledger:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._buffers: dict[str, list[tuple[Any, ...]]] = {_STEP_SQL: [], _METRIC_SQL: [], _ARTIFACT_SQL: [],
-                                                            _LINEAGE_SQL: []}
+                                                            _LINEAGE_SQL: [], _REPORT_SQL: []}
         with self._lock:
             self._db.executescript(_SCHEMA)
             self._db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
@@ -151,9 +152,11 @@ class Ledger:
 
     def close(self) -> None:
         with self._lock:
-            self._flush()
-            self._db.commit()
-            self._db.close()
+            try:
+                self._flush()
+                self._db.commit()
+            finally:                 # a full disk fails the commit (SQLite rolls back); still close
+                self._db.close()
 
     def __enter__(self) -> Ledger:
         return self
@@ -218,6 +221,10 @@ class Ledger:
 
     def add_lineage(self, run_id: str, edges: Iterable[tuple[str, str, str]]) -> None:
         self._buffer(_LINEAGE_SQL, [(run_id, s, t, k) for s, t, k in edges])
+
+    def buffer_report(self, kind: str, payload: Mapping[str, Any] | list[Any], run_id: str | None = None) -> None:
+        """Like :meth:`add_report`, written with the buffered per-step rows at the next :meth:`commit`."""
+        self._buffer(_REPORT_SQL, [(run_id, kind, time.time(), json.dumps(payload, sort_keys=True, default=str))])
 
     def add_report(self, kind: str, payload: Mapping[str, Any] | list[Any], run_id: str | None = None) -> int:
         """Store a report (drift, gate, …) and commit; return its id."""

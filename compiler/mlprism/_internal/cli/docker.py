@@ -326,7 +326,12 @@ def _build_with_buildkit(*, project: Path, dockerfile: str, tag: str, buildargs:
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         tail: list[str] = []
         assert proc.stdout is not None
+        # a build step that prints a build secret (a pip index URL with its token...) shows `***` instead
+        mask = sorted({x for name in secrets for v in [os.environ.get(name) or ""]
+                       for x in [v, *(ln.strip() for ln in v.splitlines())] if len(x) >= 4}, key=len, reverse=True)
         for line in proc.stdout:
+            for value in mask:
+                line = line.replace(value, "***")
             tail = [*tail[-19:], line.rstrip("\n")]
             if not args.quiet:
                 print(f"  {line.rstrip()}", file=sys.stderr)
