@@ -49,7 +49,6 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-import yaml
 from mlprism import Diagnostic, DiagnosticError, Pipeline, Step, dump_yaml, step_command
 
 from mlprism_github.actions import Action, sub
@@ -690,17 +689,6 @@ def _input(dotted: str, value: Any) -> dict[str, Any]:
 
 # -- serialization -------------------------------------------------------------------------------
 
-def _comment_pins(text: str, pins: dict[str, str]) -> str:
-    """Append `# <tag>` to each `uses: owner/repo@sha` line (found with the YAML scanner, not by text)."""
-    lines = text.split("\n")
-    for token in yaml.scan(text, Loader=yaml.SafeLoader):
-        if isinstance(token, yaml.ScalarToken) and token.plain and token.value in pins:
-            start, end = token.start_mark, token.end_mark
-            if start.line == end.line and lines[end.line][end.column:].strip() == "":
-                lines[end.line] = lines[end.line][:end.column] + f" # {pins[token.value]}"
-    return "\n".join(lines)
-
-
 _STEP_KEYS = ("name", "id", "if", "uses", "with", "env", "run", "timeout-minutes")
 _JOB_KEYS = ("name", "needs", "if", "runs-on", "environment", "permissions", "concurrency", "defaults",
              "timeout-minutes", "strategy", "outputs", "steps")
@@ -727,7 +715,7 @@ def serialize(data: dict[str, Any], header: str, o: Options) -> str:
     data = _tidy(data)
     pins = {a.uses: a.version for a in o.actions.values()}
     pins.update({sub(a, s).uses: a.version for a in o.actions.values() for s in ("restore", "save")})
-    return _comment_pins(dump_yaml(data, header=header), pins)
+    return dump_yaml(data, header=header, comments=pins)   # `uses: org/action@<sha> # <tag>`
 
 
 def emit_workflows(p: Pipeline, o: Options) -> dict[str, str]:

@@ -18,7 +18,15 @@ from mlprism._internal.load import load_file
 from mlprism._internal.lower import collect_locations, lower, missing_inputs
 from mlprism._internal.plugins import Plugins, load_plugins, schema_sections
 from mlprism._internal.target import EmitContext, GeneratedFile
-from mlprism._internal.validate import full_schema, schema_errors, semantic_errors
+from mlprism._internal.validate import (
+    escaping_paths,
+    full_schema,
+    schema_errors,
+    secret_override_errors,
+    secret_value_errors,
+    secret_values_in,
+    semantic_errors,
+)
 from mlprism._internal.write import normalize
 from mlprism.diagnostics import (
     Diagnostic,
@@ -65,11 +73,19 @@ def load_pipeline(spec: str | os.PathLike[str], overrides: Sequence[str] = (), *
     warnings: list[Diagnostic] = list(plugins.problems)
     # 1. load (source map, duplicate keys, limits)
     loaded = load_file(spec_path, display)
+    # a declared secret's value in an override: refused before anything can print or record it
+    secret_errors = secret_override_errors(overrides, secret_values_in(loaded.data, os.environ))
+    if secret_errors:
+        raise DiagnosticError(secret_errors)
     # 2. compose (Hydra + OmegaConf)
     search = [p for r in plugins.manager.hook.mlprism_config_searchpath(spec_dir=spec_path.parent) if r for p in r]
     composed = compose(spec_path, list(overrides), search, display=display, loaded=loaded)
     warnings.extend(composed.warnings)
     config = composed.config
+    # ... or in the composed spec (`${oc.env:NAME}`, a literal): it would reach every generated file
+    secret_errors = secret_value_errors(config, secret_values_in(config, os.environ), composed.locate)
+    if secret_errors:
+        raise DiagnosticError(secret_errors)
     # 3. validate
     sections = schema_sections(plugins)
     errors = schema_errors(config, full_schema(sections), composed.locate)
@@ -90,7 +106,7 @@ def load_pipeline(spec: str | os.PathLike[str], overrides: Sequence[str] = (), *
     # 5. graph
     pipeline = graph_stage.build(pipeline, pipeline.location)
     if check_inputs:
-        diags = missing_inputs(pipeline, spec_path.parent)
+        diags = missing_inputs(pipeline, spec_path.parent) + escaping_paths(pipeline, spec_path.parent)
         if diags:
             raise DiagnosticError(diags)
     # 6. passes

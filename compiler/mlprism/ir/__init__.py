@@ -91,6 +91,7 @@ class DataSource:
     name: str
     path: str
     description: str = ""
+    external: bool = False          # `external: true`: may live outside the project (absolute, `..`, symlink)
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,10 +228,10 @@ class Pipeline:
 
     # -- lookups -------------------------------------------------------------
     def step(self, name: str) -> Step:
-        for s in self.steps:
-            if s.name == name:
-                return s
-        raise KeyError(name)
+        try:
+            return _index(self.steps, _by_name)[name]
+        except KeyError:
+            raise KeyError(name) from None
 
     @property
     def step_names(self) -> tuple[str, ...]:
@@ -238,10 +239,10 @@ class Pipeline:
 
     def upstream(self, name: str) -> tuple[str, ...]:
         """Direct predecessors of a step, sorted."""
-        return tuple(sorted({e.source for e in self.edges if e.target == name}))
+        return _index(self.edges, _upstream).get(name, ())
 
     def downstream(self, name: str) -> tuple[str, ...]:
-        return tuple(sorted({e.target for e in self.edges if e.source == name}))
+        return _index(self.edges, _downstream).get(name, ())
 
     def location(self, dotted: str) -> Location | None:
         """The spec position of a dotted key path (``steps.train.gate``), or its nearest parent's."""
@@ -284,6 +285,49 @@ class Pipeline:
     @classmethod
     def from_json(cls, text: str) -> Pipeline:
         return cls.from_dict(json.loads(text))
+
+
+# Look-ups by name, built once per steps/edges tuple (both immutable) instead of a scan per call:
+# a compile asks for every step's upstream, which scanned all edges each time (O(N^2)).
+_INDEXES: dict[tuple[int, Any], tuple[tuple[Any, ...], dict[str, Any]]] = {}
+
+
+def _index(items: tuple[Any, ...], build: Any) -> dict[str, Any]:
+    if type(items) is not tuple:             # a list could change under the index
+        return build(items)
+    key = (id(items), build)
+    hit = _INDEXES.get(key)
+    if hit is not None and hit[0] is items:
+        return hit[1]
+    index = build(items)
+    if len(_INDEXES) >= 16:                 # a few pipelines are alive at a time; drop the oldest
+        try:
+            del _INDEXES[next(iter(_INDEXES))]
+        except (KeyError, RuntimeError, StopIteration):    # another thread got there first
+            pass
+    _INDEXES[key] = (items, index)
+    return index
+
+
+def _by_name(steps: tuple[Step, ...]) -> dict[str, Step]:
+    out: dict[str, Step] = {}
+    for s in steps:
+        out.setdefault(s.name, s)
+    return out
+
+
+def _upstream(edges: tuple[Edge, ...]) -> dict[str, tuple[str, ...]]:
+    sets: dict[str, set[str]] = {}
+    for e in edges:
+        sets.setdefault(e.target, set()).add(e.source)
+    return {k: tuple(sorted(v)) for k, v in sets.items()}
+
+
+def _downstream(edges: tuple[Edge, ...]) -> dict[str, tuple[str, ...]]:
+    sets: dict[str, set[str]] = {}
+    for e in edges:
+        sets.setdefault(e.source, set()).add(e.target)
+    return {k: tuple(sorted(v)) for k, v in sets.items()}
 
 
 def _to_jsonable(value: Any) -> Any:

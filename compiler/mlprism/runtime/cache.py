@@ -86,34 +86,65 @@ class StepRecord:
                    float(d.get("duration", 0.0)), d.get("run_id"))
 
 
+SMALL = 64 << 10                    # files up to this size are copied with one read and one write
+_NO_CLONE: set[int] = set()         # devices whose file system refused FICLONE (not asked again)
+_CLONE_UNSUPPORTED = {errno.EOPNOTSUPP, errno.ENOTTY, errno.EINVAL, errno.EXDEV, errno.ENOSYS, errno.EPERM}
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def _copy(src: Path, dst: Path, mode: int = 0o644) -> None:
-    """Copy file content into a new file, as a reflink when the file system can (instant, no extra space)."""
+    """Copy file content into a new file, as a reflink when the file system can (instant, no extra space).
+
+    Plain file descriptors, no Python file objects: a run copies one small output per step.
+    """
     import fcntl
 
-    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with open(src, "rb") as fin, open(fd, "wb") as fout:
+    fin = os.open(src, os.O_RDONLY)
+    try:
+        st = os.fstat(fin)
+        fout = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         try:
-            fcntl.ioctl(fout.fileno(), _FICLONE, fin.fileno())
-            return
-        except OSError:
-            pass
-        _sendfile(fin, fout)
+            if st.st_size <= SMALL:
+                while True:                                  # to the end, even if it grew since fstat
+                    chunk = os.read(fin, SMALL + 1)
+                    if not chunk:
+                        return
+                    _write_all(fout, chunk)
+            if st.st_dev not in _NO_CLONE:
+                try:
+                    fcntl.ioctl(fout, _FICLONE, fin)
+                    return
+                except OSError as exc:
+                    if exc.errno in _CLONE_UNSUPPORTED:
+                        _NO_CLONE.add(st.st_dev)
+            _sendfile_fd(fin, fout)
+        finally:
+            os.close(fout)
+    finally:
+        os.close(fin)
 
 
-def _sendfile(fin: Any, fout: Any) -> None:
-    size = os.fstat(fin.fileno()).st_size
+def _sendfile_fd(fin: int, fout: int) -> None:
     offset = 0
-    while offset < size:
+    while True:
         try:
-            sent = os.sendfile(fout.fileno(), fin.fileno(), offset, size - offset)
+            sent = os.sendfile(fout, fin, offset, 1 << 30)
         except OSError as exc:
             if exc.errno in (errno.EINVAL, errno.ENOSYS):
-                fin.seek(offset)
-                shutil.copyfileobj(fin, fout, 1 << 20)
-                return
+                os.lseek(fin, offset, os.SEEK_SET)
+                while True:
+                    chunk = os.read(fin, 1 << 20)
+                    if not chunk:
+                        return
+                    _write_all(fout, chunk)
             raise
         if sent == 0:
-            break
+            return
         offset += sent
 
 
@@ -125,6 +156,9 @@ class Cache:
         self.tmp = self.root / "tmp"
         self._made: set[Path] = set()
         self._lock = threading.Lock()
+        # records read or written by this process (None: known missing). Records change only under
+        # the project lock, which the process using this cache holds while it runs.
+        self._records: dict[str, StepRecord | None] = {}
 
     # -- housekeeping --------------------------------------------------------------
     def clean_tmp(self) -> None:
@@ -249,9 +283,16 @@ class Cache:
 
     def get_record(self, fingerprint: str) -> StepRecord | None:
         try:
-            return StepRecord.from_dict(json.loads(self.record_path(fingerprint).read_bytes()))
+            return self._records[fingerprint]
+        except KeyError:
+            pass
+        try:
+            with open(self.record_path(fingerprint), "rb") as f:
+                record: StepRecord | None = StepRecord.from_dict(json.loads(f.read()))
         except (OSError, ValueError, KeyError, TypeError):
-            return None
+            record = None
+        self._records[fingerprint] = record
+        return record
 
     def put_record(self, record: StepRecord) -> None:
         if not record.created:
@@ -259,10 +300,15 @@ class Cache:
         path = self.record_path(record.fingerprint)
         tmp = self._tmp_path(".json")
         try:
-            tmp.write_text(json.dumps(record.to_dict(), sort_keys=True, separators=(",", ":")))
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            try:
+                _write_all(fd, json.dumps(record.to_dict(), sort_keys=True, separators=(",", ":")).encode())
+            finally:
+                os.close(fd)
             self._mkdir(path.parent)
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
             raise
+        self._records[record.fingerprint] = record

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import gc
 import heapq
 import math
 import os
@@ -27,11 +28,12 @@ import posixpath
 import queue
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +61,13 @@ from mlprism.runtime.lockfile import (
     write_lock,
 )
 from mlprism.runtime.metrics import read_metrics
+from mlprism.runtime.paths import (
+    disk_full_in_log,
+    escaping_paths,
+    free_bytes,
+    is_write_failure,
+    write_failure,
+)
 
 __all__ = [
     "Decision",
@@ -136,7 +145,7 @@ class LocalLauncher:
     def __init__(self, running_dir: Path | None = None, redact_values: Sequence[str] = (),
                  kill_grace: float = KILL_GRACE) -> None:
         self.running_dir = running_dir
-        self.redact_values = sorted({v for v in redact_values if v}, key=len, reverse=True)
+        self.redact_values = _redaction_values(redact_values)
         self.kill_grace = kill_grace
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
         self._lock = threading.Lock()
@@ -548,7 +557,7 @@ class Session:
         self.secrets = secret_values(pipeline, options.env)
         self.display = options.display or make_display(options.json, options.quiet)
         if self.secrets:
-            values = list(self.secrets.values())
+            values = _redaction_values(self.secrets.values())
             self.display.redact = lambda s: _redact_values(s, values)
         self.state_dir = state_dir_of(project_dir)
         self.hasher: Hasher
@@ -608,7 +617,8 @@ class Session:
                 raise DiagnosticError([Diagnostic("MLP002", f"--in-docker is not available: {exc}", None,
                                                   "install mlprism with Docker support, or run without --in-docker")])
             return DockerLauncher(image=self.options.image or default_image(self.pipeline),  # type: ignore[no-any-return]
-                                  project_dir=self.project_dir)
+                                  project_dir=self.project_dir,
+                                  redact_values=_redaction_values(self.secrets.values()))
         return LocalLauncher(running_dir, list(self.secrets.values()))
 
     def inflight(self, fingerprint: str) -> threading.Lock:
@@ -630,6 +640,17 @@ def default_image(pipeline: Pipeline) -> str:
     opts = pipeline.targets.get("docker") or {}
     registry = str(opts.get("registry") or "").rstrip("/")
     return f"{registry + '/' if registry else ''}{pipeline.name}-pipeline:{opts.get('tag') or 'dev'}"
+
+
+def _redaction_values(values: Iterable[str]) -> list[str]:
+    """What to mask: each secret value and each line of a multi-line one (a PEM key, a kubeconfig: output is
+    masked line by line), longest first (so a value holding another one is masked whole)."""
+    out: set[str] = set()
+    for v in values:
+        if v:
+            out.add(v)
+            out.update(line.strip() for line in v.splitlines() if len(line.strip()) >= 4)
+    return sorted(out, key=len, reverse=True)
 
 
 def _redact_values(text: str, values: Sequence[str]) -> str:
@@ -843,7 +864,7 @@ class Run:
 
     def __init__(self, session: Session, workdir: Path, pipeline: Pipeline, options: RunOptions, run_id: str, *,
                  write_lock: bool = True, register: bool = True, parent: str | None = None,
-                 info: Mapping[str, Any] | None = None) -> None:
+                 info: Mapping[str, Any] | None = None, lazy: bool = False) -> None:
         self.s = session
         self.workdir = workdir
         self.pipeline = pipeline
@@ -872,6 +893,13 @@ class Run:
         self.label = ""                      # a sweep's run number, shown before step names
         self._made_dirs: set[Path] = set()
         self._champions: dict[str, dict[str, float] | None] = {}
+        # a sweep's workspace starts without outputs: a step the cache answers for is not restored
+        # into it (its outputs stay "deferred", known by their recorded hashes) until a step has to
+        # run there, when every deferred output is put in place first (see _materialize)
+        self.lazy = lazy
+        self.deferred: dict[str, OutputEntry] = {}
+        self._deferred_dirs: set[str] = set()
+        self._deferred_lock = threading.RLock()      # the loop defers, workers materialize before launching
 
     # -- helpers ------------------------------------------------------------------------
     def _rel(self, path: Path) -> str:
@@ -930,6 +958,9 @@ class Run:
     # -- the loop -------------------------------------------------------------------------
     def execute(self) -> RunResult:
         t0 = time.monotonic()
+        escaping = escaping_paths(self.pipeline, self.s.project_dir, self.selected)   # hardening: symlinks out
+        if escaping:
+            raise DiagnosticError(escaping)
         self._check_inputs()
         planner = _Planner(self.pipeline, self.workdir, self.s.hasher, self.s.cache, self.lock, self.s.secrets,
                            self.forced)
@@ -969,6 +1000,8 @@ class Run:
                     ledger.record_step(self.run_id, name, status=r.status, error=r.reason)
                     self.s.display.step_finished(r, self._dn(name))
             lock_written = self._write_lock(data) if self.write_lock_file else False
+            if getattr(self, "lock_error", None) and status == "succeeded":
+                status = "failed"
             registered = None
             if status == "succeeded" and self.register_model:
                 registered = self.register(data)
@@ -1031,6 +1064,8 @@ class Run:
                         _, name = heapq.heappop(ready)
                         step = index.steps[name]
                         try:
+                            if self.deferred and self._reads_deferred(step):
+                                self._materialize()
                             decision = planner.decide(step)
                         except OSError as exc:
                             finish(StepResult(name, "failed", code="MLP410", error=f"cannot hash inputs: {exc}"))
@@ -1038,6 +1073,13 @@ class Run:
                         if decision.action == "cached":
                             finish(self._cached(step, decision))
                             continue
+                        if self.lazy and self._defer(step, decision):
+                            result = self._cached(step, decision)
+                            result.reason = "up to date (outputs in the cache)"
+                            finish(result)
+                            continue
+                        for o in step.outputs:
+                            planner.predicted.pop(posixpath.normpath(o), None)
                         running += 1
                         submit(name, decision)
                     if running == 0:
@@ -1067,6 +1109,56 @@ class Run:
                     finish(done_q.get())
                     running -= 1
                 raise
+
+    # -- deferred outputs (lazy workspaces) -----------------------------------------------------
+    def _defer(self, step: Step, decision: Decision) -> bool:
+        """Leave a cache-answered step's missing outputs in the cache for now; False if it must be restored."""
+        record = decision.record
+        if decision.action != "restore" or record is None:
+            return False
+        return self._defer_outputs(step, record, decision.restore, decision.outputs)
+
+    def _defer_outputs(self, step: Step, record: StepRecord, paths: Sequence[str],
+                       current: Mapping[str, Digest]) -> bool:
+        if step.metrics and not record.metrics:
+            return False                     # its metrics are read from the file: restore it
+        if any(current[p].exists for p in paths):
+            return False                     # something is there (changed): put the recorded version back
+        predicted = self.planner.predicted
+        with self._deferred_lock:
+            for p in paths:
+                key = posixpath.normpath(p)
+                self.deferred[key] = predicted[key] = record.outputs[p]
+                while True:
+                    key = posixpath.dirname(key) or "."
+                    if key in self._deferred_dirs:
+                        break
+                    self._deferred_dirs.add(key)
+                    if key == ".":
+                        break
+        return True
+
+    def _reads_deferred(self, step: Step) -> bool:
+        """Whether a step reads a directory holding deferred outputs, or a path inside a deferred directory."""
+        for i in step.inputs:
+            key = posixpath.normpath(i)
+            if key in self.deferred:
+                continue                     # the planner knows its recorded hash
+            if key in self._deferred_dirs:
+                return True
+            while "/" in key:
+                key = key.rsplit("/", 1)[0]
+                if key in self.deferred:
+                    return True
+        return False
+
+    def _materialize(self) -> None:
+        """Restore every deferred output into the workspace (before a step runs there)."""
+        with self._deferred_lock:
+            for rel in sorted(self.deferred):
+                self.s.cache.restore(self.workdir / rel, self.deferred[rel])
+                del self.deferred[rel]
+            self._deferred_dirs.clear()
 
     # -- per step -------------------------------------------------------------------------
     def _metrics_of(self, step: Step, record: StepRecord | None) -> dict[str, float]:
@@ -1113,10 +1205,18 @@ class Run:
             if step.cache and step.name not in self.forced and self.s.shared:
                 record = self.s.cache.get_record(fp)     # another run of the sweep may have just made it
                 if record is not None:
-                    bad = [p for p, e in record.outputs.items()
-                           if self.s.hasher.digest(self.workdir / p).hash != e.hash]
+                    current = {p: self.s.hasher.digest(self.workdir / p) for p in record.outputs}
+                    bad = [p for p, e in record.outputs.items() if current[p].hash != e.hash]
                     if all(self.s.cache.can_restore(record.outputs[p]) for p in bad):
+                        if self.lazy and self._defer_outputs(step, record, bad, current):
+                            return self._restore(step, decision, record, [])
                         return self._restore(step, decision, record, bad)
+            if self.deferred:
+                try:
+                    self._materialize()          # the step runs here: every output known so far is put in place
+                except OSError as exc:
+                    return StepResult(step.name, "failed", fp, code="MLP001",
+                                      error=f"cannot restore outputs from the cache: {exc}")
             return self._launch(step, decision)
 
     def _launch(self, step: Step, decision: Decision) -> StepResult:
@@ -1173,6 +1273,10 @@ class Run:
             return StepResult(name, "failed", code="MLP403", **base,    # type: ignore[arg-type]
                               error=f"timed out after {step.timeout}s (process group killed)")
         if code != 0:
+            full = _disk_full_failure(self.workdir, outs, log_path)               # hardening: ENOSPC in a step
+            if full is not None:
+                return StepResult(name, "failed", code="MLP410", error=f"exit code {code}: {full}",
+                                  **base)  # type: ignore[arg-type]
             return StepResult(name, "failed", code="MLP400", error=f"exit code {code}", **base)  # type: ignore[arg-type]
         missing = [o for o in step.outputs if not (self.workdir / o).exists()]
         if missing:
@@ -1189,10 +1293,17 @@ class Run:
         digests = {o: self.s.hasher.digest(self.workdir / o) for o in outs}
         entries = {o: OutputEntry.of(d) for o, d in digests.items()}
         if step.cache:
-            for o, d in digests.items():
-                self.s.cache.store(self.workdir / o, d)
-            self.s.cache.put_record(StepRecord(fp, name, entries, metrics, decision.fingerprint.components,
-                                               time.time(), ended - started, self.run_id))
+            try:
+                for o, d in digests.items():
+                    self.s.cache.store(self.workdir / o, d)
+                self.s.cache.put_record(StepRecord(fp, name, entries, metrics, decision.fingerprint.components,
+                                                   time.time(), ended - started, self.run_id))
+            except OSError as exc:                                  # hardening: disk full while caching
+                if not is_write_failure(exc):
+                    raise
+                d410 = write_failure(exc, "the step's outputs into the cache", self.s.cache.root)
+                return StepResult(name, "failed", code="MLP410", error=f"{d410.message}; {d410.hint}",
+                                  **base)  # type: ignore[arg-type]
         return StepResult(name, "succeeded", metrics=metrics, outputs=entries, reason=decision.reason,
                           **base)  # type: ignore[arg-type]
 
@@ -1224,7 +1335,7 @@ class Run:
         edges += [(f"step:{r.name}", f"path:{o}", "output") for o in r.outputs]
         ledger.add_lineage(self.run_id, edges)
         if r.gate is not None:
-            ledger.add_report("gate", r.gate.to_dict(), run_id=self.run_id)
+            ledger.buffer_report("gate", r.gate.to_dict(), run_id=self.run_id)
         if r.ok and r.fingerprint:
             entry = {
                 "fingerprint": r.fingerprint,
@@ -1245,12 +1356,16 @@ class Run:
             return False                     # unchanged: spare building and rendering a big lock file
         steps = {k: v for k, v in self.lock_steps.items() if k in self.index.steps}
         doc = lock_document(self.pipeline.name, data_doc, steps, list(self.index.steps))
-        if self.lock and self.lock == doc:
+        if self.lock and self.lock == doc and list(self.lock["steps"]) == list(doc["steps"]):
             return False
         try:
             return write_lock(self.lock_file, render_document(doc), doc)
         except OSError as exc:
-            self.s.display.message(f"cannot write {self._rel(self.lock_file)}: {exc}", err=True)
+            # hardening: the old lock stays (atomic replace); the run fails with MLP410
+            d410 = write_failure(exc, "the lock file", self.lock_file)
+            self.lock_error = f"[MLP410] {d410.message} (it still holds the previous run's hashes); {d410.hint}"
+            self.messages.append(self.lock_error)
+            self.s.display.message(self.lock_error, err=True)
             return False
 
     def register(self, data: Mapping[str, Digest]) -> Any:
@@ -1297,13 +1412,36 @@ class Run:
         return out
 
 
+def _disk_full_failure(workdir: Path, outs: Sequence[str], log_path: Path) -> str | None:
+    """Why a failed step failed when it ran out of disk space (its log says so, or nothing is left);
+    its partial outputs are removed (they would be wrong, and this frees the space)."""
+    free = free_bytes(workdir)
+    if disk_full_in_log(log_path):
+        why = "its log says so"
+    elif free is not None and free < 64 * 1024:
+        why = f"{free // 1024} KiB left on the file system of `{workdir}`, so its log may be incomplete"
+    else:
+        return None
+    removed = []
+    for o in outs:
+        try:
+            if (workdir / o).exists() or (workdir / o).is_symlink():
+                _remove(workdir / o)
+                removed.append(f"`{o}`")
+        except OSError:
+            pass
+    return (f"no space left on device while the step ran ({why})"
+            + (f"; its partial output{'s' * (len(removed) > 1)} {', '.join(removed)} removed" if removed else "")
+            + "; free some space on that file system, then run again (steps that finished are reused)")
+
+
 def _scrub_log(path: Path, values: Sequence[str]) -> None:
     try:
         raw = path.read_bytes()
     except OSError:
         return
     text = raw.decode("utf-8", "surrogateescape")
-    clean = _redact_values(text, values)
+    clean = _redact_values(text, _redaction_values(values))
     if clean != text:
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_bytes(clean.encode("utf-8", "surrogateescape"))
@@ -1335,8 +1473,42 @@ def _sweep_applies(pipeline: Pipeline, options: RunOptions) -> bool:
     return bool((pipeline.sweep and pipeline.sweep.params) or (options.multirun and options.sweep_overrides))
 
 
+@contextlib.contextmanager
+def _gc_paused_for_old_objects() -> Iterator[None]:
+    """Keep the cyclic garbage collector off what exists before the run (the IR, modules) and run it less often.
+
+    A run allocates a few dicts per step that live until it ends; with the default thresholds
+    the collector walks the whole heap again and again (a third of a no-op run's time at
+    1,000 steps). Reference counting still frees everything at once; cycles are collected
+    at the higher threshold, and what was frozen is unfrozen afterwards.
+    """
+    with _GC_GUARD:
+        _GC_STATE.append(gc.get_threshold())
+        if len(_GC_STATE) == 1:
+            old = _GC_STATE[0]
+            gc.freeze()
+            gc.set_threshold(max(old[0], 20_000), max(old[1], 20), max(old[2], 20))
+    try:
+        yield
+    finally:
+        with _GC_GUARD:
+            first = _GC_STATE.pop(0) if len(_GC_STATE) == 1 else _GC_STATE.pop()
+            if not _GC_STATE:                    # the last run of this process to end restores the settings
+                gc.set_threshold(*first)
+                gc.unfreeze()
+
+
+_GC_GUARD = threading.Lock()
+_GC_STATE: list[tuple[int, int, int]] = []     # thresholds before each run in progress (runs in threads)
+
+
 def run_pipeline(project_dir: Path, pipeline: Pipeline, options: RunOptions | None = None) -> RunResult:
     """Run a compiled pipeline in ``project_dir`` (the spec's directory). See the module docstring."""
+    with _gc_paused_for_old_objects():
+        return _run_pipeline(project_dir, pipeline, options)
+
+
+def _run_pipeline(project_dir: Path, pipeline: Pipeline, options: RunOptions | None = None) -> RunResult:
     options = options or RunOptions()
     project_dir = Path(project_dir).resolve()
     if _sweep_applies(pipeline, options):
@@ -1346,7 +1518,16 @@ def run_pipeline(project_dir: Path, pipeline: Pipeline, options: RunOptions | No
     select_steps(pipeline, options)                # unknown names: MLP407 before anything else
     if options.dry_run:
         return plan_pipeline(project_dir, pipeline, options)
-    return _mirror(project_dir, pipeline, _run_once(project_dir, pipeline, options))
+    try:
+        result = _run_once(project_dir, pipeline, options)
+    except (OSError, sqlite3.Error) as exc:          # hardening: disk full while writing the project's state
+        if not is_write_failure(exc):
+            raise
+        ledger = isinstance(exc, sqlite3.Error)
+        raise DiagnosticError([write_failure(
+            exc, "the run ledger" if ledger else "mlprism's state",
+            state_dir_of(project_dir) / "ledger.db" if ledger else None)]) from None
+    return _mirror(project_dir, pipeline, result)
 
 
 def _mirror(project_dir: Path, pipeline: Pipeline, result: RunResult) -> RunResult:

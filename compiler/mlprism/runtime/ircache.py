@@ -15,7 +15,11 @@ turns the cache off.
 
 from __future__ import annotations
 
+import copyreg
+import dataclasses
+import gc
 import json
+import operator
 import os
 import pickle
 import re
@@ -32,7 +36,7 @@ __all__ = ["load_pipeline_cached"]
 
 _RESOLVER = re.compile(rb"\$\{\s*[A-Za-z_][\w.]*\s*:")
 _KEEP = 16
-FORMAT = 1
+FORMAT = 2
 
 
 def _yaml_files(root: Path) -> list[Path]:
@@ -87,6 +91,9 @@ def load_pipeline_cached(spec: str | os.PathLike[str], overrides: Sequence[str] 
         key = None              # the compiler will report the unreadable file
     if key is not None and os.environ.get("MLPRISM_NO_IR_CACHE") != "1":
         hit = _lookup(state_dir, key, spec_path.parent)
+        if hit is not None and any(os.environ.get(n, "") in o for n in hit.environment.secrets
+                                   if len(os.environ.get(n) or "") >= 6 for o in hit.overrides):   # MIN_SECRET_LENGTH
+            hit = None          # an override now holds a secret's value: the compiler refuses it (MLP204)
         if hit is not None:
             if check_inputs:
                 from mlprism._internal.lower import missing_inputs
@@ -128,13 +135,67 @@ def _group_deps(pipeline: Pipeline, spec_dir: Path) -> dict[str, str | None]:
     return deps
 
 
+_FIELDS: dict[type, tuple[str, ...]] = {}
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
+
+
+def _rebuild(cls: type, values: tuple[Any, ...]) -> Any:
+    """Unpickle a frozen slotted dataclass: what dataclasses' own __setstate__ does, without its per-object fields()."""
+    obj = _new(cls)
+    for name, value in zip(_field_names(cls), values):  # noqa: B905 (written by _Pickler from the same fields)
+        _set(obj, name, value)
+    return obj
+
+
+def _reducer(cls: type) -> Any:
+    names = _field_names(cls)
+    get = operator.attrgetter(*names) if names else (lambda obj: ())
+    if len(names) == 1:
+        return lambda obj: (_rebuild, (cls, (get(obj),)))
+    return lambda obj: (_rebuild, (cls, get(obj)))
+
+
+def _dispatch_table() -> dict[type, Any]:
+    """Reducers for the IR's frozen slotted dataclasses (whose own pickling calls fields() per object)."""
+    import mlprism.ir as ir
+
+    table: dict[type, Any] = dict(copyreg.dispatch_table)
+    setstate = getattr(dataclasses, "_dataclass_setstate", None)
+    for value in vars(ir).values():
+        if isinstance(value, type) and dataclasses.is_dataclass(value) and setstate is not None \
+                and getattr(value, "__setstate__", None) is setstate:
+            table[value] = _reducer(value)
+    return table
+
+
+class _Pickler(pickle.Pickler):
+    """Pickles the IR's frozen slotted dataclasses by field values, for fast loading (a no-op run loads the IR)."""
+
+    def __init__(self, file: Any, protocol: int) -> None:
+        super().__init__(file, protocol)
+        self.dispatch_table = _dispatch_table()
+
+
 def _lookup(state_dir: Path, key: str, spec_dir: Path) -> Pipeline | None:
     path = state_dir / "ir" / f"{key}.pickle"
+    paused = gc.isenabled()
+    gc.disable()                # the IR is acyclic: collecting while its ~10 objects per step arrive is waste
     try:
         with open(path, "rb") as f:
             entry = pickle.load(f)
     except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, TypeError, ValueError):
         return None
+    finally:
+        if paused:
+            gc.enable()
     if not isinstance(entry, dict) or entry.get("format") != FORMAT or not isinstance(entry.get("pipeline"), Pipeline):
         return None
     try:
@@ -155,7 +216,7 @@ def _store(state_dir: Path, key: str, spec_dir: Path, pipeline: Pipeline) -> Non
         entry = {"format": FORMAT, "pipeline": pipeline, "deps": _group_deps(pipeline, spec_dir)}
         tmp = directory / f".{uuid.uuid4().hex}.tmp"
         with open(tmp, "wb") as f:
-            pickle.dump(entry, f, protocol=pickle.HIGHEST_PROTOCOL)
+            _Pickler(f, protocol=pickle.HIGHEST_PROTOCOL).dump(entry)
         os.replace(tmp, directory / f"{key}.pickle")
         entries = sorted(directory.glob("*.pickle"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
         for old in entries[_KEEP:]:

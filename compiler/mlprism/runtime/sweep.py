@@ -199,7 +199,7 @@ def run_sweep(project_dir: Path, pipeline: Pipeline, options: RunOptions) -> Run
             ws = base / str(i)
             link_workspace(project_dir, ws, p)
             run = Run(session, ws, p, options, new_run_id(), write_lock=False, register=False, parent=sweep_id,
-                      info={"sweep": sweep_id, "combo": _combo_label(combo), "index": i})
+                      info={"sweep": sweep_id, "combo": _combo_label(combo), "index": i}, lazy=True)
             run.label = f"{i}"
             run._check_inputs()
             runs.append(run)
@@ -309,6 +309,8 @@ def _write_project_lock(session: Session, run: Run, project_dir: Path) -> bool:
     data = {d.name: {"path": d.path, **session.hasher.digest(project_dir / d.path).to_dict()}
             for d in run.pipeline.data}
     doc = lock_document(run.pipeline.name, data, steps, list(run.pipeline.step_names))
+    if doc == lock and list(doc["steps"]) == list(lock["steps"]):
+        return False                         # unchanged (a no-op sweep): spare rendering a big lock file
     return write_lock(run.lock_file, render_document(doc), doc)
 
 
