@@ -38,10 +38,12 @@ FEATURES: dict[str, str] = {
 def feature_uses(p: Pipeline) -> dict[str, list[str]]:
     """feature -> every dotted spec key that uses it, in spec order."""
     used: dict[str, list[str]] = {"steps": ["steps"]}
+    seen: set[tuple[str, str]] = {("steps", "steps")}
 
     def add(feature: str, key: str) -> None:
         keys = used.setdefault(feature, [])
-        if key not in keys:
+        if (feature, key) not in seen:          # a set: a list look-up made this quadratic in the steps
+            seen.add((feature, key))
             keys.append(key)
 
     cached = [s.name for s in p.steps if s.cache]
