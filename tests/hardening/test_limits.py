@@ -6,10 +6,8 @@ the numbers are recorded in docs/hardening.md.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,17 +18,25 @@ SECONDS = 10.0          # generous for a loaded 2-core CI machine; typical runs 
 RSS_MIB = 250
 
 
+# Linux carries a process's peak RSS across exec: a child started straight from the pytest worker
+# would report the worker's own peak (hundreds of MiB after other tests). A fresh, small Python
+# process starts `mlprism validate` and reports what wait4 says of it.
+_MEASURE = """
+import os, subprocess, sys, time
+t0 = time.perf_counter()
+with open(sys.argv[1], "wb") as err:
+    proc = subprocess.Popen(sys.argv[2:], stdout=subprocess.DEVNULL, stderr=err)
+    _, status, usage = os.wait4(proc.pid, 0)
+print(os.waitstatus_to_exitcode(status), time.perf_counter() - t0, usage.ru_maxrss / 1024)
+"""
+
+
 def measured(spec: Path) -> tuple[int, str, float, float]:
     """(exit code, stderr, seconds, peak RSS MiB) of `mlprism validate SPEC`, a real process."""
     err_path = spec.parent / "stderr.txt"
-    with open(err_path, "wb") as err_file:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen([str(BIN), "validate", str(spec)], cwd=spec.parent, stdout=subprocess.DEVNULL,
-                                stderr=err_file)
-        _, status, usage = os.wait4(proc.pid, 0)
-        elapsed = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, err_path.read_text(errors="replace"), elapsed, usage.ru_maxrss / 1024
+    out = subprocess.run([sys.executable, "-c", _MEASURE, str(err_path), str(BIN), "validate", str(spec)],
+                         cwd=spec.parent, capture_output=True, text=True, check=True).stdout.split()
+    return int(out[0]), err_path.read_text(errors="replace"), float(out[1]), float(out[2])
 
 
 def spec_with(tmp_path: Path, body: str | bytes) -> Path:
