@@ -104,8 +104,9 @@ def lock_document(pipeline_name: str, data: dict[str, Any], steps: dict[str, Any
 def render_lock(pipeline_name: str, data: dict[str, Any], steps: dict[str, Any], order: list[str]) -> str:
     """The lock's text: steps in pipeline order, everything else sorted.
 
-    The same bytes as :func:`mlprism.dump_yaml` (a test holds them equal), produced
-    by libyaml's emitter when it is available: a lock of 10,000 steps is 200,000 lines.
+    The same bytes as :func:`mlprism.dump_yaml` (a test holds them equal), written
+    directly for the usual lock of plain names, digests and numbers: a lock of 10,000
+    steps is 200,000 lines.
     """
     return render_document(lock_document(pipeline_name, data, steps, order))
 
@@ -114,14 +115,10 @@ def render_document(doc: dict[str, Any]) -> str:
     fast = _render_fast(doc)
     if fast is not None:
         return fast
-    dumper = _c_dumper()
-    if dumper is None:
-        from mlprism import dump_yaml
+    # dump_yaml takes libyaml's emitter itself wherever that writes the same bytes
+    from mlprism import dump_yaml
 
-        return dump_yaml(doc, header=HEADER)
-    text = yaml.dump(doc, Dumper=dumper, sort_keys=False, default_flow_style=False, allow_unicode=True,
-                     width=4096, indent=2)
-    return "".join(f"# {line}".rstrip() + "\n" for line in HEADER.splitlines()) + text
+    return dump_yaml(doc, header=HEADER)
 
 
 class _Unsupported(Exception):
@@ -204,29 +201,6 @@ def _render_fast(doc: dict[str, Any]) -> str | None:
     except _Unsupported:
         return None
     return "".join(out)
-
-
-_C_DUMPER: list[Any] = []
-
-
-def _c_dumper() -> Any:
-    """A libyaml dumper configured like mlprism.dump_yaml's (None without libyaml)."""
-    if not _C_DUMPER:
-        base = getattr(yaml, "CSafeDumper", None)
-        if base is None:
-            _C_DUMPER.append(None)
-        else:
-            from mlprism._internal.yamlio import _Dumper
-
-            class _CDumper(base):  # type: ignore[misc, valid-type]
-                def ignore_aliases(self, data: Any) -> bool:
-                    return True
-
-            for tp, rep in _Dumper.yaml_representers.items():
-                if tp in (str, tuple):
-                    _CDumper.add_representer(tp, rep)
-            _C_DUMPER.append(_CDumper)
-    return _C_DUMPER[0]
 
 
 def _replace_durably(path: Path, raw: bytes) -> None:
