@@ -471,10 +471,10 @@ def test_a_step_container_log_is_masked_as_it_is_written(tmp_path: Path) -> None
     """`run --in-docker`: the log is masked while it is written (a killed runner cannot scrub it afterwards)."""
     _docker_cli()
     from mlprism.runtime.container import DockerLauncher
-    from mlprism.runtime.executor import _redaction_values
+    from mlprism.runtime.redact import redaction_values
 
     values = make_values()
-    launcher = DockerLauncher(BASE_IMAGE, tmp_path, redact_values=_redaction_values(values.values()))
+    launcher = DockerLauncher(BASE_IMAGE, tmp_path, redact_values=redaction_values(values.values()))
     script = ("import os, sys, time\n"
               "v = os.environ['DB_PASSWORD']\n"
               "sys.stdout.write('split ' + v[:9]); sys.stdout.flush(); time.sleep(0.3)\n"

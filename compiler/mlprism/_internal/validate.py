@@ -19,6 +19,7 @@ from typing import Any
 
 from mlprism._internal.load import without_gc
 from mlprism.diagnostics import Diagnostic, Location, Severity, did_you_mean
+from mlprism.runtime.redact import label as label_secrets
 
 Locate = Callable[[str], Location | None]
 
@@ -713,12 +714,6 @@ def secret_values_in(config: Any, environ: Mapping[str, str]) -> dict[str, str]:
             if isinstance(n, str) and len(environ.get(n) or "") >= MIN_SECRET_LENGTH}
 
 
-def redact_secrets(text: str, secrets: Mapping[str, str]) -> str:
-    for name, value in sorted(secrets.items(), key=lambda kv: -len(kv[1])):
-        text = text.replace(value, f"[secret:{name}]")
-    return text
-
-
 _SECRET_HINT = ("a secret reaches the steps only through the environment: write `${name}` in `run` (the shell "
                 "expands it when the step runs); an override, `${{oc.env:{name}}}` or the value itself would be "
                 "written into generated files, the lock file and the run ledger")
@@ -732,7 +727,7 @@ def secret_override_errors(overrides: Any, secrets: Mapping[str, str]) -> list[D
             if value in ov:
                 diags.append(Diagnostic(
                     "MLP204", f"the override holds the value of the declared secret `{name}`",
-                    Location(override=redact_secrets(ov, secrets)), _SECRET_HINT.format(name=name)))
+                    Location(override=label_secrets(ov, secrets)), _SECRET_HINT.format(name=name)))
                 break
     return diags
 
@@ -756,10 +751,10 @@ def secret_value_errors(config: Any, secrets: Mapping[str, str], locate: Locate)
     def found(text: str, path: tuple[Any, ...]) -> None:
         for name, value in secrets.items():
             if value in text:
-                dotted = redact_secrets(".".join(str(p) for p in path), secrets)
+                dotted = label_secrets(".".join(str(p) for p in path), secrets)
                 loc = locate(dotted)
                 if loc is not None and loc.override is not None:
-                    loc = Location(override=redact_secrets(loc.override, secrets))
+                    loc = Location(override=label_secrets(loc.override, secrets))
                 diags.append(Diagnostic("MLP204", f"`{dotted}` holds the value of the declared secret `{name}`",
                                         loc, _SECRET_HINT.format(name=name)))
                 return

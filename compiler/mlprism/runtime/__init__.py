@@ -23,5 +23,6 @@ Modules: ``hashing`` (file/tree hashes with a stat cache), ``fingerprint`` (the
 single definition of a step's cache key), ``cache``, ``lockfile``, ``ledger``,
 ``executor`` (the parallel DAG runner), ``gates``, ``registry``, ``drift``,
 ``serve``, ``sweep``, ``metrics``, ``display`` (what ``mlprism run`` prints),
-``ircache``, ``container`` (runs steps in the pipeline image: ``mlprism run --in-docker``).
+``ircache``, ``container`` (runs steps in the pipeline image: ``mlprism run --in-docker``),
+``paths`` (symlink escapes, write failures), ``redact`` (secret values masked in logs and output).
 """

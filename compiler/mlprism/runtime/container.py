@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mlprism.diagnostics import Diagnostic, DiagnosticError
+from mlprism.runtime.redact import mask, redaction_values
 
 __all__ = ["CONTAINER_WORKDIR", "TIMEOUT_EXIT_CODE", "DockerLauncher", "docker_client", "engine_hint"]
 
@@ -70,7 +71,7 @@ class DockerLauncher:
                  network: str | None = None, shell: str = "/bin/sh", redact_values: Sequence[str] = ()) -> None:
         self.image = image
         # secret values masked as the log is written (not only afterwards: a killed runner leaves the log)
-        self.redact_values = sorted({v for v in redact_values if v}, key=len, reverse=True)
+        self.redact_values = redaction_values(redact_values)
         self.project_dir = Path(project_dir).resolve()
         self.client = client if client is not None else docker_client()
         self.user = user or (f"{os.getuid()}:{os.getgid()}" if hasattr(os, "getuid") else None)
@@ -185,10 +186,7 @@ def _copy_logs(container: Any, log: Any, redact_values: Sequence[str] = ()) -> N
 
     def write(data: bytes) -> None:
         if redact_values:
-            text = data.decode("utf-8", "surrogateescape")
-            for value in redact_values:
-                text = text.replace(value, "***")
-            data = text.encode("utf-8", "surrogateescape")
+            data = mask(data.decode("utf-8", "surrogateescape"), redact_values).encode("utf-8", "surrogateescape")
         log.write(data)
         log.flush()
 

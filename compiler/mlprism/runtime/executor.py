@@ -33,7 +33,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +68,7 @@ from mlprism.runtime.paths import (
     is_write_failure,
     write_failure,
 )
+from mlprism.runtime.redact import mask, redaction_values
 
 __all__ = [
     "Decision",
@@ -145,7 +146,7 @@ class LocalLauncher:
     def __init__(self, running_dir: Path | None = None, redact_values: Sequence[str] = (),
                  kill_grace: float = KILL_GRACE) -> None:
         self.running_dir = running_dir
-        self.redact_values = _redaction_values(redact_values)
+        self.redact_values = redaction_values(redact_values)
         self.kill_grace = kill_grace
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
         self._lock = threading.Lock()
@@ -171,9 +172,7 @@ class LocalLauncher:
 
     def _pump(self, src: Any, dst: Any) -> None:
         for line in iter(src.readline, b""):
-            text = line.decode("utf-8", "surrogateescape")
-            for value in self.redact_values:
-                text = text.replace(value, "***")
+            text = mask(line.decode("utf-8", "surrogateescape"), self.redact_values)
             dst.write(text.encode("utf-8", "surrogateescape"))
         src.close()
 
@@ -557,8 +556,8 @@ class Session:
         self.secrets = secret_values(pipeline, options.env)
         self.display = options.display or make_display(options.json, options.quiet)
         if self.secrets:
-            values = _redaction_values(self.secrets.values())
-            self.display.redact = lambda s: _redact_values(s, values)
+            values = redaction_values(self.secrets.values())
+            self.display.redact = lambda s: mask(s, values)
         self.state_dir = state_dir_of(project_dir)
         self.hasher: Hasher
         self.cache: Cache
@@ -618,7 +617,7 @@ class Session:
                                                   "install mlprism with Docker support, or run without --in-docker")])
             return DockerLauncher(image=self.options.image or default_image(self.pipeline),  # type: ignore[no-any-return]
                                   project_dir=self.project_dir,
-                                  redact_values=_redaction_values(self.secrets.values()))
+                                  redact_values=redaction_values(self.secrets.values()))
         return LocalLauncher(running_dir, list(self.secrets.values()))
 
     def inflight(self, fingerprint: str) -> threading.Lock:
@@ -640,24 +639,6 @@ def default_image(pipeline: Pipeline) -> str:
     opts = pipeline.targets.get("docker") or {}
     registry = str(opts.get("registry") or "").rstrip("/")
     return f"{registry + '/' if registry else ''}{pipeline.name}-pipeline:{opts.get('tag') or 'dev'}"
-
-
-def _redaction_values(values: Iterable[str]) -> list[str]:
-    """What to mask: each secret value and each line of a multi-line one (a PEM key, a kubeconfig: output is
-    masked line by line), longest first (so a value holding another one is masked whole)."""
-    out: set[str] = set()
-    for v in values:
-        if v:
-            out.add(v)
-            out.update(line.strip() for line in v.splitlines() if len(line.strip()) >= 4)
-    return sorted(out, key=len, reverse=True)
-
-
-def _redact_values(text: str, values: Sequence[str]) -> str:
-    for v in values:
-        if v and v in text:
-            text = text.replace(v, "***")
-    return text
 
 
 # -- deciding what to do ------------------------------------------------------------------------
@@ -1441,7 +1422,7 @@ def _scrub_log(path: Path, values: Sequence[str]) -> None:
     except OSError:
         return
     text = raw.decode("utf-8", "surrogateescape")
-    clean = _redact_values(text, _redaction_values(values))
+    clean = mask(text, redaction_values(values))
     if clean != text:
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_bytes(clean.encode("utf-8", "surrogateescape"))

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlprism.runtime.hashing import Digest, Hasher, hash_bytes
+from mlprism.runtime.redact import label as redact
 
 if TYPE_CHECKING:
     from mlprism.ir import Pipeline, Step
@@ -69,14 +70,6 @@ def secret_values(pipeline: Pipeline, environ: Mapping[str, str] | None = None) 
     """The declared secrets that are set in the caller's environment: name -> value."""
     environ = os.environ if environ is None else environ
     return {n: environ[n] for n in pipeline.environment.secrets if environ.get(n)}
-
-
-def redact(text: str, secrets: Mapping[str, str]) -> str:
-    """Replace every declared secret's value with ``[secret:NAME]``."""
-    for name, value in sorted(secrets.items(), key=lambda kv: -len(kv[1])):
-        if value and value in text:
-            text = text.replace(value, f"[secret:{name}]")
-    return text
 
 
 def _norm(path: str) -> str:

@@ -302,6 +302,8 @@ def _build_with_buildkit(*, project: Path, dockerfile: str, tag: str, buildargs:
         raise DiagnosticError([Diagnostic(
             "MLP451", "`targets.docker.build_secrets` needs BuildKit, and no docker CLI here can use it", None,
             "install the docker buildx plugin (or set MLPRISM_DOCKER_CLI to a docker CLI that has it)")])
+    from mlprism.runtime.redact import mask, redaction_values
+
     with tempfile.TemporaryDirectory(prefix="mlprism-build-") as tmp:
         iidfile = Path(tmp) / "iid"
         cmd = [cli, "build", "--file", str(project / dockerfile), "--tag", tag, "--iidfile", str(iidfile),
@@ -327,11 +329,9 @@ def _build_with_buildkit(*, project: Path, dockerfile: str, tag: str, buildargs:
         tail: list[str] = []
         assert proc.stdout is not None
         # a build step that prints a build secret (a pip index URL with its token...) shows `***` instead
-        mask = sorted({x for name in secrets for v in [os.environ.get(name) or ""]
-                       for x in [v, *(ln.strip() for ln in v.splitlines())] if len(x) >= 4}, key=len, reverse=True)
+        values = redaction_values(os.environ.get(name) or "" for name in secrets)
         for line in proc.stdout:
-            for value in mask:
-                line = line.replace(value, "***")
+            line = mask(line, values)
             tail = [*tail[-19:], line.rstrip("\n")]
             if not args.quiet:
                 print(f"  {line.rstrip()}", file=sys.stderr)

@@ -1,0 +1,42 @@
+"""Secret values out of what mlprism writes or prints.
+
+- :func:`mask` with :func:`redaction_values`: step logs, the live display and build output
+  (local steps, step containers, ``mlprism build``) show ``***`` for each declared secret's
+  value and each line of a multi-line one (a PEM key, a kubeconfig: output is masked line by
+  line), longest first, so a value that holds another is masked whole.
+- :func:`label`: messages about a secret (diagnostics, run errors) show ``[secret:NAME]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+__all__ = ["MASK", "label", "mask", "redaction_values"]
+
+MASK = "***"
+
+
+def redaction_values(values: Iterable[str]) -> list[str]:
+    """What to mask for these secret values: each value and each line (of 4+ characters) of one, longest first."""
+    out: set[str] = set()
+    for v in values:
+        if v:
+            out.add(v)
+            out.update(line.strip() for line in v.splitlines() if len(line.strip()) >= 4)
+    return sorted(out, key=len, reverse=True)
+
+
+def mask(text: str, values: Sequence[str]) -> str:
+    """``text`` with each of ``values`` (from :func:`redaction_values`) replaced by ``***``."""
+    for v in values:
+        if v and v in text:
+            text = text.replace(v, MASK)
+    return text
+
+
+def label(text: str, secrets: Mapping[str, str]) -> str:
+    """``text`` with every secret's value (name -> value) replaced by ``[secret:NAME]``, longest first."""
+    for name, value in sorted(secrets.items(), key=lambda kv: -len(kv[1])):
+        if value and value in text:
+            text = text.replace(value, f"[secret:{name}]")
+    return text
