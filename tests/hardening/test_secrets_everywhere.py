@@ -520,3 +520,28 @@ def test_a_secret_value_written_in_a_config_file_is_refused_where_it_is(project,
     assert "tok-5f1e9a7c" not in res.out + res.err
     monkeypatch.setenv("TOKEN", "test")           # too short to tell from ordinary text: masked in logs only
     assert run_cli("validate", "pipeline.yaml", cwd=proj).code == 0
+
+
+def test_a_cached_pipeline_is_not_reused_once_an_override_holds_a_secret(project, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compiled-pipeline cache (.mlprism/ir) keys on the overrides, not on the secrets' values: a hit whose
+    override has since become a secret's value is dropped, so the compiler refuses it (MLP204)."""
+    proj = project({
+        "pipeline.yaml": """
+            apiVersion: mlprism/v1
+            name: cached
+            environment: {secrets: [TOKEN]}
+            params: {note: none}
+            steps:
+              a:
+                run: echo ${params.note} > a.txt
+                outputs: [a.txt]
+        """,
+    })
+    monkeypatch.setenv("TOKEN", "tok-0ld0ne")          # then the secret changes to what the override holds
+    first = run_proc("run", "pipeline.yaml", "params.note=tok-77aa01", cwd=proj)
+    assert first.code == 0, first.err
+    assert list((proj / ".mlprism" / "ir").glob("*.pickle")), "the compiled pipeline was not cached"
+    monkeypatch.setenv("TOKEN", "tok-77aa01")
+    again = run_proc("run", "pipeline.yaml", "params.note=tok-77aa01", cwd=proj)
+    assert again.code == 2 and "MLP204" in again.err and "[secret:TOKEN]" in again.err, again.err
+    assert "tok-77aa01" not in again.out + again.err

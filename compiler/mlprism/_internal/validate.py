@@ -708,8 +708,11 @@ def secret_values_in(config: Any, environ: Mapping[str, str]) -> dict[str, str]:
     """The declared secrets (``environment.secrets`` of `config`) set in `environ`: name -> value."""
     env = config.get("environment") if isinstance(config, Mapping) else None
     names = env.get("secrets") if isinstance(env, Mapping) else None
-    if not isinstance(names, list):
-        return {}
+    return declared_secret_values(names, environ) if isinstance(names, list) else {}
+
+
+def declared_secret_values(names: Any, environ: Mapping[str, str]) -> dict[str, str]:
+    """Secret names (a spec's list, a compiled pipeline's tuple) set in `environ` to a value worth looking for."""
     return {n: environ[n] for n in names
             if isinstance(n, str) and len(environ.get(n) or "") >= MIN_SECRET_LENGTH}
 

@@ -91,9 +91,11 @@ def load_pipeline_cached(spec: str | os.PathLike[str], overrides: Sequence[str] 
         key = None              # the compiler will report the unreadable file
     if key is not None and os.environ.get("MLPRISM_NO_IR_CACHE") != "1":
         hit = _lookup(state_dir, key, spec_path.parent)
-        if hit is not None and any(os.environ.get(n, "") in o for n in hit.environment.secrets
-                                   if len(os.environ.get(n) or "") >= 6 for o in hit.overrides):   # MIN_SECRET_LENGTH
-            hit = None          # an override now holds a secret's value: the compiler refuses it (MLP204)
+        if hit is not None and hit.overrides:
+            from mlprism._internal.validate import declared_secret_values, secret_override_errors
+
+            if secret_override_errors(hit.overrides, declared_secret_values(hit.environment.secrets, os.environ)):
+                hit = None      # an override now holds a secret's value: the compiler refuses it (MLP204)
         if hit is not None:
             if check_inputs:
                 from mlprism._internal.lower import missing_inputs
