@@ -149,11 +149,10 @@ class DockerTarget(mlprism.Target):
                          context: mlprism.EmitContext) -> dict[str, Any]:
         env = p.environment
         serve = p.deploy.serve if p.deploy and p.deploy.serve else None
-        data_paths: list[str] = []
+        data_paths: dict[str, None] = {}          # insertion-ordered set: one pattern per path
         for path in [d.path for d in p.data] + [x for s in p.steps for x in (*s.outputs, s.metrics) if x]:
-            pattern = dockerignore_pattern(path)
-            if pattern not in data_paths and path != env.requirements:
-                data_paths.append(pattern)
+            if path != env.requirements:
+                data_paths.setdefault(dockerignore_pattern(path))
         run_all = ["mlprism", "run", p.spec_file, *p.overrides]
         secrets = list(options.get("build_secrets") or [])
         secret_prefix = ""
@@ -184,7 +183,7 @@ class DockerTarget(mlprism.Target):
             "context_dir": CONTEXT_DIR,
             "wheel": f"mlprism-{context.mlprism_version}-py3-none-any.whl",
             "mlprism_version": context.mlprism_version,
-            "data_paths": data_paths,
+            "data_paths": list(data_paths),
             "pipeline_cmd": json.dumps(run_all),
             "pipeline_description": p.description or f"Steps of the {p.name} pipeline",
             "serve": serve,
