@@ -89,8 +89,8 @@ class Graph:
         self._g.add_nodes_from(steps)
         self._edges: dict[tuple[str, str], list[Edge]] = {}
         for e in edges:
-            self._g.add_edge(e.source, e.target)
             self._edges.setdefault((e.source, e.target), []).append(e)
+        self._g.add_edges_from(self._edges)
 
     def find_cycle(self) -> list[str] | None:
         import networkx as nx
@@ -107,10 +107,14 @@ class Graph:
     def edges_between(self, a: str, b: str) -> list[Edge]:
         return self._edges.get((a, b), [])
 
-    def topological_order(self) -> list[str]:
+    def topological_order(self) -> list[str] | None:
+        """Steps in dependency order, ties broken by their order in the spec; None if there is a cycle."""
         import networkx as nx
 
-        return list(nx.lexicographical_topological_sort(self._g, key=lambda n: self._order[n]))
+        try:
+            return list(nx.lexicographical_topological_sort(self._g, key=self._order.__getitem__))
+        except nx.NetworkXUnfeasible:
+            return None
 
     def ancestors(self, name: str) -> set[str]:
         import networkx as nx
@@ -135,11 +139,13 @@ def build(pipeline: Pipeline, locate: Locate | None = None) -> Pipeline:
     if diags:
         raise DiagnosticError(diags)
     graph = Graph(pipeline.step_names, edges)
-    cycle = graph.find_cycle()
-    if cycle is not None:
+    order = graph.topological_order()       # one linear pass; the cycle search only when it fails
+    if order is None:
+        cycle = graph.find_cycle()
+        assert cycle is not None
         raise DiagnosticError([_cycle_diag(cycle, graph, pipeline, locate)])
     by_name = {s.name: s for s in pipeline.steps}
-    ordered = tuple(by_name[n] for n in graph.topological_order())
+    ordered = tuple(by_name[n] for n in order)
     return replace(pipeline, steps=ordered, edges=tuple(edges))
 
 
