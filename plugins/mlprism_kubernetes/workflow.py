@@ -22,6 +22,7 @@ import json
 import posixpath
 import re
 import shlex
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -566,16 +567,29 @@ def glob_regex(glob: str) -> str:
     return "^" + "".join(out) + "$"
 
 
-def check_argo_text(doc: Any, where: str = "") -> None:
+def check_argo_text(doc: Any) -> None:
     """Every `{{` in an Argo object must be one of ours: user text with `{{` would be substituted."""
-    if isinstance(doc, dict):
-        for k, v in doc.items():
-            check_argo_text(v, f"{where}.{k}" if where else str(k))
-    elif isinstance(doc, list):
-        for i, v in enumerate(doc):
-            check_argo_text(v, f"{where}[{i}]")
-    elif isinstance(doc, str) and "{{" in doc:
-        rest = _ARGO_VAR.sub("", doc)
-        if "{{" in rest:
-            raise Problem(f"a value contains `{{{{`, which Argo would read as a variable: {shlex.quote(doc)[:120]}",
+    stack = [doc]
+    pop, extend = stack.pop, stack.extend
+    while stack:
+        v = pop()
+        t = type(v)
+        if t is dict:
+            extend(v.values())
+        elif t is list or t is tuple:
+            extend(v)
+        elif t is str and "{{" in v and "{{" in _ARGO_VAR.sub("", v):
+            first = next(_strings_in_order(doc, lambda text: "{{" in _ARGO_VAR.sub("", text)))
+            raise Problem(f"a value contains `{{{{`, which Argo would read as a variable: {shlex.quote(first)[:120]}",
                           None, "remove `{{` from params, paths, commands and overrides for this target")
+
+
+def _strings_in_order(doc: Any, match: Callable[[str], bool]) -> Iterator[str]:
+    if isinstance(doc, dict):
+        for v in doc.values():
+            yield from _strings_in_order(v, match)
+    elif isinstance(doc, (list, tuple)):
+        for v in doc:
+            yield from _strings_in_order(v, match)
+    elif isinstance(doc, str) and "{{" in doc and match(doc):
+        yield doc

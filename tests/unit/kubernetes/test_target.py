@@ -184,3 +184,17 @@ def test_step_names_the_workflow_uses_are_refused(project) -> None:
         """}) / "pipeline.yaml"
     r = run_cli("compile", str(spec), "--target", "kubernetes", "--out", str(spec.parent / "out"))
     assert r.code == 2 and "MLP320" in r.err and "pipeline.yaml:4:" in r.err and "rename the step" in r.err
+
+
+def test_braces_anywhere_in_the_workflow_are_refused(project) -> None:
+    """The last line of defence: any `{{` that is not the target's own Argo variable, wherever it lands."""
+    spec = project({"pipeline.yaml": """
+        apiVersion: mlprism/v1
+        name: r
+        description: "first {{workflow.name}} then {{bad"
+        steps:
+          a: {run: echo, outputs: [x]}
+        """}) / "pipeline.yaml"
+    r = run_cli("compile", str(spec), "--target", "kubernetes", "--out", str(spec.parent / "out"))
+    assert r.code == 2 and "MLP320" in r.err and "Traceback" not in r.err
+    assert "then {{bad" in r.err
