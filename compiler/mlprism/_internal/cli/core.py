@@ -8,13 +8,23 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mlprism.diagnostics import Diagnostic, DiagnosticError
+from mlprism.diagnostics import DiagnosticError
 
 
 def add_spec_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec", help="the pipeline spec (pipeline.yaml)")
     p.add_argument("overrides", nargs="*", metavar="OVERRIDE",
                    help="Hydra overrides: params.lr=0.1, +steps.x.retries=3, ~monitor, env=prod")
+
+
+def _jobs(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of jobs, at least 1 (got {text!r})")
+    return n
 
 
 def register(sub: Any) -> None:
@@ -29,6 +39,8 @@ def register(sub: Any) -> None:
                    help="target name (repeatable); `all` for every installed target; `ir` for the IR as JSON")
     p.add_argument("--out", "-o", default=".", help="output directory (several targets: one subdirectory each)")
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 if DIR differs, listing the files")
+    p.add_argument("--jobs", "-j", type=_jobs, default=None, metavar="N",
+                   help="emit up to N targets side by side on a large spec (default: the CPUs available; 1: one after another)")
     p.set_defaults(handler=cmd_compile)
 
     p = sub.add_parser("graph", help="print the DAG")
@@ -77,7 +89,7 @@ def emit_targets(args: argparse.Namespace) -> tuple[list[str], dict[str, dict[st
 
     Shared by `compile` and `diff`. All targets' errors are collected before raising.
     """
-    from mlprism._internal.compiler import emit, project_path_for
+    from mlprism._internal.compiler import emit_many, project_path_for
     from mlprism._internal.target import GeneratedFile
 
     plugins = _plugins(args)
@@ -92,14 +104,14 @@ def emit_targets(args: argparse.Namespace) -> tuple[list[str], dict[str, dict[st
     compiled = load(args)
     pipeline = compiled.pipeline
     project_path = project_path_for(compiled.spec_path)
+    targets = [n for n in names if n != "ir"]
+    emitted, errors = emit_many(pipeline, targets, plugins, project_path, jobs=getattr(args, "jobs", None))
     outputs: dict[str, dict[str, Any]] = {}
-    errors: list[Diagnostic] = []
     for name in names:
-        try:
-            outputs[name] = ({"pipeline.ir.json": GeneratedFile(pipeline.to_json())} if name == "ir"
-                             else emit(pipeline, name, plugins, project_path))
-        except DiagnosticError as exc:
-            errors.extend(exc.diagnostics)
+        if name == "ir":
+            outputs[name] = {"pipeline.ir.json": GeneratedFile(pipeline.to_json())}
+        elif name in emitted:
+            outputs[name] = emitted[name]
     if errors:
         raise DiagnosticError(errors)
     return names, outputs
