@@ -6,8 +6,9 @@ Each stage lives in its own module; this one only strings them together.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,21 @@ class Compiled:
     pipeline: Pipeline
     warnings: list[Diagnostic]
     spec_path: Path
+    #: seconds spent in each front-end stage, in order (`mlprism validate --timings` prints them)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class _Clock:
+    """Seconds per stage: `lap(name)` closes the stage that ran since the previous lap."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = self.laps.get(name, 0.0) + now - self._t
+        self._t = now
 
 
 def display_path(path: Path) -> str:
@@ -72,6 +88,7 @@ def load_pipeline(spec: str | os.PathLike[str], overrides: Sequence[str] = (), *
     display = str(spec) if not spec_path.is_absolute() else display_path(spec_path)
     spec_path = spec_path.absolute()
     warnings: list[Diagnostic] = list(plugins.problems)
+    clock = _Clock()
     # 1. load (source map, duplicate keys, limits)
     loaded = load_file(spec_path, display)
     # a declared secret's value in an override: refused before anything can print or record it
@@ -80,6 +97,7 @@ def load_pipeline(spec: str | os.PathLike[str], overrides: Sequence[str] = (), *
         raise DiagnosticError(secret_errors)
     # 2. compose (Hydra + OmegaConf)
     search = [p for r in plugins.manager.hook.mlprism_config_searchpath(spec_dir=spec_path.parent) if r for p in r]
+    clock.lap("load")
     composed = compose(spec_path, list(overrides), search, display=display, loaded=loaded)
     warnings.extend(composed.warnings)
     config = composed.config
@@ -87,6 +105,7 @@ def load_pipeline(spec: str | os.PathLike[str], overrides: Sequence[str] = (), *
     secret_errors = secret_value_errors(config, secret_values_in(config, os.environ), composed.locate)
     if secret_errors:
         raise DiagnosticError(secret_errors)
+    clock.lap("compose")
     # 3. validate
     sections = schema_sections(plugins)
     errors = schema_errors(config, full_schema(sections), composed.locate)
@@ -100,19 +119,24 @@ def load_pipeline(spec: str | os.PathLike[str], overrides: Sequence[str] = (), *
                                        composed.locate(f"targets.{name}"),
                                        did_you_mean(name, plugins.targets.names()) or "`mlprism plugins` lists targets",
                                        Severity.WARNING))
+    clock.lap("validate")
     # 4. lower
     locations = collect_locations(composed.raw, composed.locate)
     pipeline = lower(config, composed.raw, spec_file=spec_path.name, overrides=tuple(overrides),
                      choices=composed.choices, locations=locations)
+    clock.lap("lower")
     # 5. graph
     pipeline = graph_stage.build(pipeline, pipeline.location)
+    clock.lap("graph")
     if check_inputs:
         diags = missing_inputs(pipeline, spec_path.parent) + escaping_paths(pipeline, spec_path.parent)
         if diags:
             raise DiagnosticError(diags)
+        clock.lap("inputs")
     # 6. passes
     pipeline = run_passes(pipeline, plugins)
-    return Compiled(pipeline, warnings, spec_path)
+    clock.lap("passes")
+    return Compiled(pipeline, warnings, spec_path, clock.laps)
 
 
 def run_passes(pipeline: Pipeline, plugins: Plugins) -> Pipeline:
@@ -179,13 +203,22 @@ PARALLEL_EMIT_MIN_STEPS = 500
 _FORKED: tuple[Pipeline, Plugins, str] | None = None
 
 
-def _emit_in_worker(target_name: str) -> tuple[dict[str, GeneratedFile] | None, list[Diagnostic]]:
-    assert _FORKED is not None
-    pipeline, plugins, project_path = _FORKED
+_Emitted = tuple["dict[str, GeneratedFile] | None", list[Diagnostic], float]
+
+
+def _emit_timed(pipeline: Pipeline, target_name: str, plugins: Plugins, project_path: str) -> _Emitted:
+    start = time.perf_counter()
     try:
-        return emit(pipeline, target_name, plugins, project_path), []
+        files: dict[str, GeneratedFile] | None = emit(pipeline, target_name, plugins, project_path)
+        diags: list[Diagnostic] = []
     except DiagnosticError as exc:
-        return None, exc.diagnostics
+        files, diags = None, exc.diagnostics
+    return files, diags, time.perf_counter() - start
+
+
+def _emit_in_worker(target_name: str) -> _Emitted:
+    assert _FORKED is not None
+    return _emit_timed(_FORKED[0], target_name, _FORKED[1], _FORKED[2])
 
 
 def available_cpus() -> int:
@@ -196,9 +229,12 @@ def available_cpus() -> int:
 
 
 def emit_many(pipeline: Pipeline, names: Sequence[str], plugins: Plugins, project_path: str = ".", *,
-              jobs: int | None = None,
-              min_steps: int = PARALLEL_EMIT_MIN_STEPS) -> tuple[dict[str, dict[str, GeneratedFile]], list[Diagnostic]]:
+              jobs: int | None = None, min_steps: int = PARALLEL_EMIT_MIN_STEPS,
+              timings: dict[str, float] | None = None) -> tuple[dict[str, dict[str, GeneratedFile]], list[Diagnostic]]:
     """Emit several targets: ({target: files} for those that succeeded, every target's errors).
+
+    `timings`, when given, gets each target's emission time (`emit <target>`: seconds, measured
+    where it ran) and, for parallel emission, the wall time of all of them (`emit`).
 
     Emitters are pure functions of the IR, so targets can be emitted side by side: with more
     than one target, a pipeline of at least `min_steps` steps and `jobs` > 1 (default: the CPUs
@@ -214,7 +250,8 @@ def emit_many(pipeline: Pipeline, names: Sequence[str], plugins: Plugins, projec
     workers = min(jobs, len(names))
     parallel = (workers > 1 and len(pipeline.steps) >= min_steps and threading.active_count() == 1
                 and hasattr(os, "fork"))
-    results: dict[str, tuple[dict[str, GeneratedFile] | None, list[Diagnostic]]] = {}
+    results: dict[str, _Emitted] = {}
+    start = time.perf_counter()
     if parallel:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
@@ -228,11 +265,12 @@ def emit_many(pipeline: Pipeline, names: Sequence[str], plugins: Plugins, projec
             _FORKED = None
     else:
         for name in names:
-            try:
-                results[name] = emit(pipeline, name, plugins, project_path), []
-            except DiagnosticError as exc:
-                results[name] = None, exc.diagnostics
-    outputs = {name: files for name, (files, _) in results.items() if files is not None}
+            results[name] = _emit_timed(pipeline, name, plugins, project_path)
+    if timings is not None:
+        timings.update({f"emit {name}": results[name][2] for name in names})
+        if parallel:
+            timings[f"emit ({workers} workers)"] = time.perf_counter() - start
+    outputs = {name: files for name, (files, _, _) in results.items() if files is not None}
     errors = [d for name in names for d in results[name][1]]
     return outputs, errors
 

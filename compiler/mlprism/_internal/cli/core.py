@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("validate", help="load, compose and validate a spec")
     add_spec_args(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--timings", action="store_true", help="print the seconds each compiler stage took (stderr)")
     p.set_defaults(handler=cmd_validate)
 
     p = sub.add_parser("compile", help="compile a spec for one or more targets")
@@ -41,6 +43,8 @@ def register(sub: Any) -> None:
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 if DIR differs, listing the files")
     p.add_argument("--jobs", "-j", type=_jobs, default=None, metavar="N",
                    help="emit up to N targets side by side on a large spec (default: the CPUs available; 1: one after another)")
+    p.add_argument("--timings", action="store_true",
+                   help="print the seconds each compiler stage and each target took (stderr)")
     p.set_defaults(handler=cmd_compile)
 
     p = sub.add_parser("graph", help="print the DAG")
@@ -73,8 +77,17 @@ def load(args: argparse.Namespace, check_inputs: bool = True) -> Any:
     return compiled
 
 
+def print_timings(timings: dict[str, float]) -> None:
+    """Stage and target times, to stderr (stdout stays the command's output)."""
+    width = max(map(len, timings), default=0)
+    for name, seconds in timings.items():
+        print(f"timing: {name:<{width}}  {seconds:8.3f} s", file=sys.stderr)
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     compiled = load(args)
+    if args.timings:
+        print_timings(compiled.timings)
     p = compiled.pipeline
     if args.json:
         print(json.dumps({"ok": True, "name": p.name, "steps": len(p.steps), "edges": len(p.edges),
@@ -84,7 +97,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def emit_targets(args: argparse.Namespace) -> tuple[list[str], dict[str, dict[str, Any]]]:
+def emit_targets(args: argparse.Namespace,
+                 timings: dict[str, float] | None = None) -> tuple[list[str], dict[str, dict[str, Any]]]:
     """Compile the spec for every `--target` (`all` expands; `ir` is the IR as JSON); write nothing.
 
     Shared by `compile` and `diff`. All targets' errors are collected before raising.
@@ -102,10 +116,13 @@ def emit_targets(args: argparse.Namespace) -> tuple[list[str], dict[str, dict[st
         if name != "ir":
             plugins.targets.get(name)       # unknown target: MLP300 before any work
     compiled = load(args)
+    if timings is not None:
+        timings.update(compiled.timings)
     pipeline = compiled.pipeline
     project_path = project_path_for(compiled.spec_path)
     targets = [n for n in names if n != "ir"]
-    emitted, errors = emit_many(pipeline, targets, plugins, project_path, jobs=getattr(args, "jobs", None))
+    emitted, errors = emit_many(pipeline, targets, plugins, project_path, jobs=getattr(args, "jobs", None),
+                                timings=timings)
     outputs: dict[str, dict[str, Any]] = {}
     for name in names:
         if name == "ir":
@@ -120,9 +137,11 @@ def emit_targets(args: argparse.Namespace) -> tuple[list[str], dict[str, dict[st
 def cmd_compile(args: argparse.Namespace) -> int:
     from mlprism._internal.write import write_files
 
-    names, outputs = emit_targets(args)
+    timings: dict[str, float] | None = {} if args.timings else None
+    names, outputs = emit_targets(args, timings)
     out = Path(args.out)
     stale: list[str] = []
+    start = time.perf_counter()
     for name in names:
         dest = out if len(names) == 1 else out / name
         result = write_files(dest, outputs[name], check=args.check)
@@ -130,6 +149,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
             stale.extend(str(dest / f) for f in result.stale)
         else:
             print(f"{name}: wrote {len(result.written)} file(s), {len(result.unchanged)} unchanged in {dest}")
+    if timings is not None:
+        timings["check" if args.check else "write"] = time.perf_counter() - start
+        print_timings(timings)
     if args.check:
         if stale:
             print("stale generated files (rerun `mlprism compile` without --check):", file=sys.stderr)
