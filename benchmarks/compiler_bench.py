@@ -1,191 +1,101 @@
-"""Front-end benchmark: how long `mlprism validate` takes on big generated specs.
+"""Where a compile's time goes: seconds per compiler stage and per target, on generated specs.
 
-    .venv/bin/python benchmarks/compiler_bench.py                 # N = 100, 1000, 10000; 5 runs each
-    .venv/bin/python benchmarks/compiler_bench.py --n 1000 --runs 3 --shapes chain,mix
-    .venv/bin/python benchmarks/compiler_bench.py --profile 1000 # cProfile of one in-process validate
+    .venv/bin/python benchmarks/compiler_bench.py                         # diamond and mix, N = 1,000 and 10,000
+    .venv/bin/python benchmarks/compiler_bench.py --sizes 10000 --shapes mix --runs 3 --jobs 1
+    .venv/bin/python benchmarks/compiler_bench.py --profile mix:10000 --target kubernetes   # cProfile, in process
 
-Every number is a whole process (`mlprism validate SPEC`, start-up included),
-median over the runs with the min-max range, plus the peak RSS of the process;
-the "in-process" column is the median of `main(["validate", SPEC])` repeated in
-one warm interpreter (work beyond start-up). Prints a Markdown table.
-
-Shapes (the generator is also used by the tests):
-  chain    s0 → s1 → … → sN-1 (the deepest graph)
-  fan      one source fans out to N-2 workers that fan in to one sink
-  diamond  layers of 10 steps; every step reads two outputs of the layer before
-  mix      a realistic mix: params with interpolation, data, metrics, gates,
-           resources, retries, timeouts, `needs`, directory outputs
+Each run is a whole process, `mlprism compile SPEC --target T --timings` (targets as
+`benchmarks/run.py` compiles them: every installed one; for `mix`, the ones that take
+sweeps), on the workloads of `benchmarks/specs.py`. The table shows, per stage, the
+median over the runs of the seconds the compiler itself reports (`--timings`), then the
+process's wall time, CPU time and peak RSS. `emit <target>` is measured where the target
+ran: with `--jobs` > 1 targets run side by side and `emit (N workers)` is their wall time.
+`benchmarks/run.py` is the side-by-side benchmark with the peers; this one is for finding
+the slow stage.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-SHAPES = ("chain", "fan", "diamond", "mix")
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import specs  # noqa: E402
+
+SWEEP_TARGETS = ("github-actions", "kubernetes", "local")       # mix uses sweeps: docker and make refuse them
+_TIMING = re.compile(r"^timing: (\S.*?)\s+(\d+\.\d+) s$")
 
 
-def _step(name: str, run: str, inputs: list[str], outputs: list[str], extra: list[str] | None = None) -> list[str]:
-    lines = [f"  {name}:", f"    run: {run}"]
-    if inputs:
-        lines.append(f"    inputs: [{', '.join(inputs)}]")
-    if outputs:
-        lines.append(f"    outputs: [{', '.join(outputs)}]")
-    lines.extend(f"    {x}" for x in extra or [])
-    return lines
-
-
-def generate_spec(shape: str, n: int, name: str | None = None) -> str:
-    """A valid spec of `n` steps in the given shape (inputs are produced or declared data)."""
-    if shape not in SHAPES:
-        raise ValueError(f"unknown shape {shape!r}; one of {SHAPES}")
-    n = max(n, 3)
-    head = [
-        "apiVersion: mlprism/v1",
-        f"name: {name or f'bench-{shape}-{n}'}",
-        "description: generated for benchmarks",
-        "params:",
-        "  lr: 0.1",
-        "  depth: 8",
-        "  model: {layers: 4, width: 128}",
-        "data:",
-        "  raw: {path: data/raw.csv}",
-        "steps:",
-    ]
-    body: list[str] = []
-    if shape == "chain":
-        for i in range(n):
-            inp = ["data/raw.csv"] if i == 0 else [f"out/s{i - 1}.txt"]
-            body += _step(f"s{i}", f"python step.py --lr ${{params.lr}} --i {i}", inp, [f"out/s{i}.txt"])
-    elif shape == "fan":
-        body += _step("source", "python split.py ${data.raw.path}", ["data/raw.csv"], ["out/source.txt"])
-        for i in range(n - 2):
-            body += _step(f"w{i}", f"python work.py --part {i} --depth ${{params.depth}}", ["out/source.txt"],
-                          [f"out/w{i}.txt"])
-        body += _step("sink", "python merge.py", [f"out/w{i}.txt" for i in range(n - 2)], ["out/sink.txt"])
-    elif shape == "diamond":
-        width = 10
-        for i in range(n):
-            layer, pos = divmod(i, width)
-            if layer == 0:
-                inp = ["data/raw.csv"]
-            else:
-                prev = (layer - 1) * width
-                inp = sorted({f"out/s{prev + pos}.txt", f"out/s{prev + (pos + 1) % width}.txt"})
-            body += _step(f"s{i}", f"python step.py {i} ${{params.model.width}}", inp, [f"out/s{i}.txt"])
-    else:  # mix
-        for i in range(n):
-            extra: list[str] = []
-            if i == 0:
-                inp = ["data/raw.csv"]
-            elif i % 7 == 0:
-                inp = [f"out/d{i - 7}", f"out/s{i - 1}.txt"]        # a directory output of an earlier step
-            else:
-                inp = [f"out/s{i - 1}.txt"] + ([f"out/s{i - 3}.txt"] if i >= 3 and i % 3 == 0 else [])
-            outs = [f"out/s{i}.txt"] + ([f"out/d{i}"] if i % 7 == 0 else [])
-            if i % 5 == 0:
-                extra += [f"metrics: metrics/s{i}.json", "gate:", "  - {metric: accuracy, min: 0.5}"]
-            if i % 4 == 0:
-                extra += ["resources: {cpu: 2, memory: 4Gi}", "retries: 1", "timeout: 30m"]
-            if i % 11 == 0 and i > 2:
-                extra += [f"needs: [s{i - 2}]"]
-            if i % 13 == 0:
-                extra += ["env: {STAGE: s" + str(i) + "}"]
-            body += _step(f"s{i}", f"python step.py --lr ${{params.lr}} --layers ${{params.model.layers}} --i {i}",
-                          inp, outs, extra)
-    return "\n".join(head + body) + "\n"
+def mlprism() -> str:
+    exe = Path(sys.executable).with_name("mlprism")
+    return str(exe) if exe.exists() else "mlprism"
 
 
 def write_spec(directory: Path, shape: str, n: int) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "data").mkdir(exist_ok=True)
-    (directory / "data" / "raw.csv").write_text("a,b\n1,2\n")
-    spec = directory / "pipeline.yaml"
-    spec.write_text(generate_spec(shape, n))
-    return spec
+    """A generated project (spec and data files) in `directory`; the spec's path. Also used by the tests."""
+    return specs.write_mlprism_project(specs.generate(shape, n), directory)
 
 
-def _mlprism() -> str:
-    return str(Path(sys.executable).parent / "mlprism")
+def targets_for(shape: str, target: str) -> list[str]:
+    if target != "all":
+        return [target]
+    return list(SWEEP_TARGETS) if shape == "mix" else ["all"]
 
 
-def run_process(args: list[str], cwd: Path) -> tuple[float, int, int]:
-    """(wall seconds, exit code, peak RSS in KiB) of one real process."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(args, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.stderr:
-        err = proc.stderr.read()
-        proc.stderr.close()
-        if proc.returncode != 0:
-            sys.stderr.write(err.decode(errors="replace"))
-    return wall, proc.returncode, usage.ru_maxrss
+def compile_once(spec: Path, targets: list[str], jobs: int | None) -> tuple[dict[str, float], float, float, int]:
+    """(stage seconds, wall, CPU, peak RSS KiB) of one `mlprism compile --timings` process."""
+    args = [mlprism(), "compile", str(spec), "--out", str(spec.parent / "gen"), "--timings"]
+    for t in targets:
+        args += ["--target", t]
+    if jobs is not None:
+        args += ["--jobs", str(jobs)]
+    r, w = os.pipe()
+    start = time.perf_counter()
+    pid = os.posix_spawn(args[0], args, os.environ,
+                         file_actions=[(os.POSIX_SPAWN_DUP2, w, 2),
+                                       (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)])
+    os.close(w)
+    with os.fdopen(r) as stream:
+        err = stream.read()
+    _, status, usage = os.wait4(pid, 0)
+    wall = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"compile failed on {spec}:\n{err}")
+    stages = {m.group(1): float(m.group(2)) for m in map(_TIMING.match, err.splitlines()) if m}
+    return stages, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss
 
 
-def in_process(spec: Path, runs: int) -> float:
-    """Median seconds of validate in this (warm) interpreter."""
-    import contextlib
-    import io
-
-    from mlprism._internal.cli import main
-
-    times = []
-    for _ in range(runs + 1):
-        t0 = time.perf_counter()
-        with contextlib.redirect_stdout(io.StringIO()):
-            code = main(["validate", str(spec)])
-        times.append(time.perf_counter() - t0)
-        if code != 0:
-            raise SystemExit(f"validate failed on {spec}")
-    return statistics.median(times[1:])   # the first run warms caches (imports, schema)
-
-
-def _fmt(values: list[float]) -> str:
-    return f"{statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f})"
-
-
-def bench(sizes: list[int], shapes: list[str], runs: int) -> str:
-    rows = ["| spec | steps | validate, whole process, s (min-max) | peak RSS MiB | in-process, s |",
-            "|---|---:|---:|---:|---:|"]
-    with tempfile.TemporaryDirectory(prefix="mlprism-bench-") as tmp:
-        base = Path(tmp)
-        # start-up: --version and a 3-step spec
-        small = write_spec(base / "small", "chain", 3)
-        for label, args in (("`mlprism --version`", [_mlprism(), "--version"]),
-                            ("3-step chain", [_mlprism(), "validate", str(small)])):
-            walls, rss = [], []
-            for _ in range(runs):
-                wall, code, kib = run_process(args, base)
-                if code != 0:
-                    raise SystemExit(f"{label} failed")
-                walls.append(wall)
-                rss.append(kib)
-            rows.append(f"| {label} | {3 if 'chain' in label else 0} | {_fmt(walls)} | {max(rss) / 1024:.0f} | "
-                        f"{in_process(small, runs) if 'chain' in label else 0:.3f} |")
+def bench(shapes: list[str], sizes: list[int], runs: int, target: str, jobs: int | None) -> str:
+    cells: list[tuple[str, int, list[tuple[dict[str, float], float, float, int]]]] = []
+    with tempfile.TemporaryDirectory(prefix="mlprism-compile-bench-") as tmp:
         for n in sizes:
             for shape in shapes:
-                spec = write_spec(base / f"{shape}-{n}", shape, n)
-                walls, rss = [], []
-                for _ in range(runs):
-                    wall, code, kib = run_process([_mlprism(), "validate", str(spec)], spec.parent)
-                    if code != 0:
-                        raise SystemExit(f"validate failed on {shape} {n}")
-                    walls.append(wall)
-                    rss.append(kib)
-                warm = in_process(spec, max(1, min(runs, 3)))
-                rows.append(f"| {shape} | {n} | {_fmt(walls)} | {max(rss) / 1024:.0f} | {warm:.3f} |")
+                spec = write_spec(Path(tmp) / f"{shape}-{n}", shape, n)
+                cells.append((shape, n, [compile_once(spec, targets_for(shape, target), jobs) for _ in range(runs)]))
+    stages: list[str] = []
+    for _, _, measured in cells:
+        stages += [s for s in measured[0][0] if s not in stages]
+    rows = ["| shape | N | " + " | ".join(stages) + " | wall | CPU | peak RSS |",
+            "|---|---:|" + "---:|" * (len(stages) + 3)]
+    for shape, n, measured in cells:
+        times = [f"{statistics.median(m[0][s] for m in measured):.2f}" if s in measured[0][0] else "—" for s in stages]
+        wall = statistics.median(m[1] for m in measured)
+        cpu = statistics.median(m[2] for m in measured)
+        rss = max(m[3] for m in measured) / 1024
+        rows.append(f"| {shape} | {n:,} | " + " | ".join(times) + f" | **{wall:.2f} s** | {cpu:.2f} s | {rss:.0f} MiB |")
     return "\n".join(rows)
 
 
-def profile(n: int, shape: str) -> None:
+def profile(shape: str, n: int, target: str, top: int) -> None:
+    """cProfile of one in-process compile (the cyclic GC paused as the CLI does), by cumulative time."""
     import contextlib
     import cProfile
     import io
@@ -194,34 +104,36 @@ def profile(n: int, shape: str) -> None:
     from mlprism._internal.cli import main
 
     with tempfile.TemporaryDirectory(prefix="mlprism-prof-") as tmp:
-        spec = write_spec(Path(tmp), shape, n)
-        with contextlib.redirect_stdout(io.StringIO()):
-            main(["validate", str(spec)])              # warm imports
+        spec = write_spec(Path(tmp) / "p", shape, n)
+        args = ["compile", str(spec), "--out", str(spec.parent / "gen"), "--jobs", "1"]
+        for t in targets_for(shape, target):
+            args += ["--target", t]
         prof = cProfile.Profile()
-        prof.enable()
         with contextlib.redirect_stdout(io.StringIO()):
-            main(["validate", str(spec)])
-        prof.disable()
-        pstats.Stats(prof).sort_stats("cumulative").print_stats(40)
+            prof.enable()
+            code = main(args)
+            prof.disable()
+        if code != 0:
+            raise SystemExit(f"compile failed ({code})")
+        pstats.Stats(prof).sort_stats("cumulative").print_stats(top)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n", default="100,1000,10000", help="comma-separated step counts")
-    ap.add_argument("--shapes", default=",".join(SHAPES))
-    ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--profile", type=int, metavar="N", help="profile one in-process validate of N steps")
-    ap.add_argument("--emit", metavar="SHAPE:N", help="print a generated spec and exit")
+    ap.add_argument("--sizes", default="1000,10000", help="comma-separated step counts")
+    ap.add_argument("--shapes", default="diamond,mix", help=f"comma-separated, of: {', '.join(specs.SHAPES)}")
+    ap.add_argument("--runs", type=int, default=3, help="processes per cell (median)")
+    ap.add_argument("--target", default="all", help="one target, or `all` (default)")
+    ap.add_argument("--jobs", type=int, help="`mlprism compile --jobs` (default: the CLI's)")
+    ap.add_argument("--profile", metavar="SHAPE:N", help="cProfile one in-process compile instead")
+    ap.add_argument("--top", type=int, default=40, help="rows of the profile")
     args = ap.parse_args(argv)
-    if args.emit:
-        shape, _, n = args.emit.partition(":")
-        sys.stdout.write(generate_spec(shape, int(n or 100)))
+    if args.profile:
+        shape, _, n = args.profile.partition(":")
+        profile(shape, int(n or 1000), args.target, args.top)
         return 0
     shapes = [s for s in args.shapes.split(",") if s]
-    if args.profile:
-        profile(args.profile, shapes[0] if len(shapes) == 1 else "mix")
-        return 0
-    print(bench([int(x) for x in args.n.split(",")], shapes, args.runs))
+    print(bench(shapes, [int(x) for x in args.sizes.split(",")], args.runs, args.target, args.jobs))
     return 0
 
 

@@ -9,10 +9,10 @@ an mlprism project; ``benchmarks/peers.py`` renders the *same* workload for dvc,
 snakemake, ploomber and the Kubeflow Pipelines compiler, so every tool builds
 the same DAG and runs the same processes.
 
-Shapes (the topologies are those of ``benchmarks/compiler_bench.py`` and
-``benchmarks/local_bench.py``, so numbers are comparable across the three
-scripts; this module adds what a side-by-side run needs: runnable commands, a
-structure peers can be rendered from, one data file read in the middle, sweeps):
+This is the one generator of the benchmarks (``benchmarks/run.py`` and
+``benchmarks/compiler_bench.py``) and of the tests that need big specs. Shapes
+(runnable commands, a structure peers can be rendered from, one data file read
+in the middle, sweeps):
 
   chain    s0 → s1 → … → sN-1: the deepest graph, nothing runs in parallel
   fan      one source fans out to N-2 workers that fan in to one sink

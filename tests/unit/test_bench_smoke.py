@@ -85,3 +85,12 @@ def test_run_py_end_to_end_at_tiny_n(tmp_path: Path) -> None:
     assert {("mlprism", "validate"), ("mlprism", "compile --target all"), ("mlprism", "cold: run -j 2"),
             ("mlprism", "no-op: run -j 2"), ("mlprism", "mid input changed: run -j 2")} <= ops
     assert all(r["status"] == "ok" for r in rows), [r for r in rows if r["status"] != "ok"]
+
+
+def test_compiler_bench_reports_every_stage(tmp_path: Path) -> None:
+    bench = _load("compiler_bench")
+    table = bench.bench(["diamond", "mix"], [12], 1, "all", 2)
+    header, _, diamond, mix = table.splitlines()
+    assert header.startswith("| shape | N | load | compose | validate |") and "emit docker" in header
+    assert diamond.startswith("| diamond | 12 |") and mix.startswith("| mix | 12 |")
+    assert "—" in mix and "—" not in diamond        # docker and make refuse mix's sweep: not compiled
