@@ -560,8 +560,7 @@ class ModelRegistry:
         meta = {"name": mv.name, "version": mv.version, "stages": list(mv.stages), "ref": ref,
                 "artifact": mv.filename, "hash": mv.hash, "flavor": mv.flavor,
                 "run_id": mv.run_id, "created_at": mv.created_at, "created_by": mv.created_by,
-                "lineage": mv.lineage, "signature": mv.signature,
-                "exported_at": _now()}
+                "lineage": mv.lineage, "signature": mv.signature}      # no export time: same version, same bytes
         tmp_meta = out_dir / f".metadata.json.{os.getpid()}.tmp"
         tmp_meta.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         os.replace(tmp_meta, out_dir / "metadata.json")

@@ -128,6 +128,9 @@ def test_export_writes_model_and_metadata_and_detects_corruption(tmp_path: Path)
     assert meta["name"] == "churn" and meta["version"] == 1 and meta["stages"] == ["production"]
     assert meta["signature"] == {"features": ["x", "y"]} and meta["flavor"] == "sklearn"
     assert meta["lineage"]["metrics"]["accuracy"] == 0.9
+    again = tmp_path / "export-again"          # reproducible: a serving image's model layer does not change
+    reg.export("churn@production", again)
+    assert (again / "metadata.json").read_bytes() == (out / "metadata.json").read_bytes()
     reg.resolve("churn@1").path.write_bytes(b"tampered")
     with pytest.raises(DiagnosticError) as exc:
         reg.export("churn@1", tmp_path / "export2")
