@@ -10,10 +10,11 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import numbers
 import os
 import posixpath
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from typing import Any
 
@@ -137,9 +138,270 @@ def at(locate: Locate, dotted: str, prefer: str) -> Location | None:
         return locate(dotted)
 
 
+# -- a fast validity check: when it says "valid", iter_errors would yield nothing ----------------
+#
+# jsonschema visits every keyword through several generator layers: ~0.1 ms per step, most of a
+# 10,000-step validate. Most specs are valid, and for a valid spec the answer is just "no errors".
+# So the schema is compiled once into plain closures answering only "valid or not", with the
+# semantics of jsonschema's Draft 2020-12 keywords (its type checker's rules, its JSON equality
+# for enum/const, `re.search` for patterns; uniqueItems for lists of strings only). Only keywords
+# whose values are well formed are compiled; a schema object using anything else (`$ref`,
+# `format`, unknown keywords...) is checked by jsonschema itself, so nothing is approximated.
+# When the check says "invalid" (or cannot tell, or fails in any way), the full jsonschema run
+# produces the diagnostics as before: the errors, their order and their locations cannot change.
+# A valid spec no longer imports jsonschema at all (~0.2 s of every command's start-up).
+# tests/unit/compiler/test_validate_fast.py compares the two answers on fuzzed specs.
+
+Check = Callable[[Any], bool]
+_IGNORED = frozenset({"description", "title", "default", "examples", "$comment", "markdownDescription",
+                      "deprecated", "readOnly", "writeOnly", "$defs", "$schema"})
+_SIMPLE = frozenset({"type", "properties", "additionalProperties", "required", "enum", "const", "items",
+                     "minLength", "maxLength", "minProperties", "maxProperties", "minItems", "maxItems",
+                     "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "pattern", "propertyNames",
+                     "uniqueItems", "oneOf", "anyOf", "allOf", "not"})
+
+
+def _is_number(x: Any) -> bool:
+    return not isinstance(x, bool) and isinstance(x, numbers.Number)
+
+
+def _is_integer(x: Any) -> bool:
+    return not isinstance(x, bool) and (isinstance(x, int) or (isinstance(x, float) and x.is_integer()))
+
+
+_TYPES: dict[str, Check] = {
+    "object": lambda x: isinstance(x, dict),
+    "array": lambda x: isinstance(x, list),
+    "string": lambda x: isinstance(x, str),
+    "boolean": lambda x: isinstance(x, bool),
+    "null": lambda x: x is None,
+    "number": _is_number,
+    "integer": _is_integer,
+}
+
+
+def _count(v: Any) -> bool:
+    return type(v) is int and v >= 0
+
+
+def _num(v: Any) -> bool:
+    return type(v) in (int, float)
+
+
+def _sub(v: Any) -> bool:
+    return type(v) in (dict, bool)
+
+
+def _subs(v: Any) -> bool:
+    return type(v) is list and bool(v) and all(type(x) in (dict, bool) for x in v)
+
+
+def _type_names(v: Any) -> bool:
+    names = v if type(v) is list else [v]
+    return bool(names) and all(type(n) is str and n in _TYPES for n in names) and len(set(names)) == len(names)
+
+
+_WELL_FORMED: dict[str, Check] = {
+    "type": _type_names,
+    "properties": lambda v: type(v) is dict and all(type(k) is str and _sub(x) for k, x in v.items()),
+    "additionalProperties": _sub, "items": _sub, "propertyNames": _sub, "not": _sub,
+    "required": lambda v: type(v) is list and all(type(x) is str for x in v),
+    "enum": lambda v: type(v) is list, "const": lambda v: True,
+    "minLength": _count, "maxLength": _count, "minProperties": _count, "maxProperties": _count,
+    "minItems": _count, "maxItems": _count,
+    "minimum": _num, "maximum": _num, "exclusiveMinimum": _num, "exclusiveMaximum": _num,
+    "pattern": lambda v: type(v) is str, "uniqueItems": lambda v: type(v) is bool,
+    "oneOf": _subs, "anyOf": _subs, "allOf": _subs,
+}
+
+
+class _CannotCompile(Exception):
+    """The schema holds something the fast check does not take over from jsonschema."""
+
+
+class _Unsure(Exception):
+    """Raised by a check that cannot tell cheaply: jsonschema decides."""
+
+
+def _unbool(x: Any) -> Any:
+    return _TRUE if x is True else _FALSE if x is False else x
+
+
+_TRUE, _FALSE = object(), object()
+
+
+def _equal(one: Any, two: Any) -> bool:
+    """JSON equality as jsonschema has it: `True` is not `1`, in containers too."""
+    if one is two:
+        return True
+    if isinstance(one, str) or isinstance(two, str):
+        return bool(one == two)
+    if isinstance(one, Sequence) and isinstance(two, Sequence):
+        return len(one) == len(two) and all(_equal(a, b) for a, b in zip(one, two, strict=True))
+    if isinstance(one, Mapping) and isinstance(two, Mapping):
+        return len(one) == len(two) and all(k in two and _equal(v, two[k]) for k, v in one.items())
+    return bool(_unbool(one) == _unbool(two))
+
+
+def _unique(items: list[Any]) -> bool:
+    """uniqueItems for a list of strings (the only kind a spec has); anything else: _Unsure."""
+    for x in items:
+        if type(x) is not str:
+            raise _Unsure
+    return len(set(items)) == len(items)
+
+
+def _compile(schema: Any, validator: Callable[[], Any], root: bool = False) -> Check:
+    """A function answering whether an instance is valid against `schema` (jsonschema's answer).
+
+    `validator` gives the jsonschema validator of the whole schema, built only if some part is
+    delegated to it and that part is reached (importing jsonschema costs a spec's validation).
+    """
+    if schema is True:
+        return lambda x: True
+    if schema is False:
+        return lambda x: False
+    if not isinstance(schema, dict):
+        raise _CannotCompile
+    if "$id" in schema and not root:
+        raise _CannotCompile                   # a new base URI: leave the whole schema to jsonschema
+    keys = set(schema) - _IGNORED - ({"$id"} if root else set())
+    if not keys <= _SIMPLE:                    # $ref, format, if/then, unknown keywords: ask jsonschema
+        cell: list[Any] = []
+
+        def delegated(x: Any, cell: list[Any] = cell, schema: Any = schema) -> bool:
+            if not cell:
+                cell.append(validator().evolve(schema=schema))
+            return bool(cell[0].is_valid(x))
+        return delegated
+    for key in keys:                           # only well-formed keywords (as the meta-schema has them)
+        if not _WELL_FORMED[key](schema[key]):
+            raise _CannotCompile
+    checks: list[Check] = []
+    if "type" in schema:
+        names = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        preds = [_TYPES[n] for n in names]     # KeyError on an unknown type: no fast check
+        checks.append(preds[0] if len(preds) == 1 else (lambda x, ps=tuple(preds): any(p(x) for p in ps)))
+    props = {k: _compile(v, validator) for k, v in (schema.get("properties") or {}).items()}
+    extra = schema.get("additionalProperties", True)
+    extra_check = None if extra is True else _compile(extra, validator)
+    required = list(schema.get("required") or ())
+    names = _compile(schema["propertyNames"], validator) if "propertyNames" in schema else None
+    min_p, max_p = schema.get("minProperties"), schema.get("maxProperties")
+    if props or extra_check or required or names or min_p is not None or max_p is not None:
+        def check_object(x: Any, props: dict[str, Check] = props, extra_check: Check | None = extra_check,
+                         required: list[str] = required, names: Check | None = names,
+                         min_p: Any = min_p, max_p: Any = max_p) -> bool:
+            if not isinstance(x, dict):
+                return True
+            if (min_p is not None and len(x) < min_p) or (max_p is not None and len(x) > max_p):
+                return False
+            for key in required:
+                if key not in x:
+                    return False
+            for key, value in x.items():
+                check = props.get(key)
+                if check is not None:
+                    if not check(value):
+                        return False
+                elif extra_check is not None and not extra_check(value):
+                    return False
+                if names is not None and not names(key):
+                    return False
+            return True
+        checks.append(check_object)
+    items = _compile(schema["items"], validator) if "items" in schema else None
+    min_i, max_i, unique = schema.get("minItems"), schema.get("maxItems"), schema.get("uniqueItems")
+    if items is not None or min_i is not None or max_i is not None or unique:
+        def check_array(x: Any, items: Check | None = items, min_i: Any = min_i, max_i: Any = max_i,
+                        unique: Any = unique) -> bool:
+            if not isinstance(x, list):
+                return True
+            if (min_i is not None and len(x) < min_i) or (max_i is not None and len(x) > max_i):
+                return False
+            if items is not None and not all(map(items, x)):
+                return False
+            return not unique or _unique(x)
+        checks.append(check_array)
+    min_l, max_l = schema.get("minLength"), schema.get("maxLength")
+    regex = re.compile(schema["pattern"]) if "pattern" in schema else None
+    if min_l is not None or max_l is not None or regex is not None:
+        def check_string(x: Any, min_l: Any = min_l, max_l: Any = max_l, regex: Any = regex) -> bool:
+            if not isinstance(x, str):
+                return True
+            if (min_l is not None and len(x) < min_l) or (max_l is not None and len(x) > max_l):
+                return False
+            return regex is None or regex.search(x) is not None
+        checks.append(check_string)
+    bounds = [(k, schema[k]) for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum") if k in schema]
+    if bounds:
+        def check_number(x: Any, bounds: list[tuple[str, Any]] = bounds) -> bool:
+            if not _is_number(x):
+                return True
+            for kind, bound in bounds:
+                if ((kind == "minimum" and x < bound) or (kind == "maximum" and x > bound)
+                        or (kind == "exclusiveMinimum" and x <= bound) or (kind == "exclusiveMaximum" and x >= bound)):
+                    return False
+            return True
+        checks.append(check_number)
+    if "enum" in schema:
+        options = list(schema["enum"])
+        checks.append(lambda x, options=options: any(_equal(o, x) for o in options))
+    if "const" in schema:
+        checks.append(lambda x, c=schema["const"]: _equal(x, c))
+    for word, combine in (("allOf", all), ("anyOf", any)):
+        if word in schema:
+            subs = [_compile(sub, validator) for sub in schema[word]]
+            checks.append(lambda x, subs=subs, combine=combine: combine(c(x) for c in subs))
+    if "oneOf" in schema:
+        subs = [_compile(sub, validator) for sub in schema["oneOf"]]
+        checks.append(lambda x, subs=subs: sum(1 for c in subs if c(x)) == 1)
+    if "not" in schema:
+        negated = _compile(schema["not"], validator)
+        checks.append(lambda x, sub=negated: not sub(x))
+    if not checks:
+        return lambda x: True
+    if len(checks) == 1:
+        return checks[0]
+    if len(checks) == 2:                       # the usual: a type and one keyword group
+        first, second = checks
+        return lambda x: first(x) and second(x)
+    return lambda x, checks=tuple(checks): all(c(x) for c in checks)
+
+
+@functools.lru_cache(maxsize=8)
+def _fast_check(schema_json: str) -> Check | None:
+    """The fast validity check of a schema, or None when it holds anything doubtful (see above)."""
+    try:
+        return _compile(inline_refs(json.loads(schema_json)), lambda: _validator(schema_json), root=True)
+    except Exception:       # _CannotCompile, a bad regex, a schema jsonschema refuses: no fast check
+        return None
+
+
+def is_valid_fast(config: Any, schema: dict[str, Any]) -> bool:
+    """True only when `config` is valid against `schema` (False: unknown, run jsonschema)."""
+    entry = _FAST_BY_ID.get(id(schema))
+    if entry is None or entry[0] is not schema:
+        if len(_FAST_BY_ID) > 16:
+            _FAST_BY_ID.clear()
+        entry = _FAST_BY_ID[id(schema)] = (schema, _fast_check(json.dumps(schema, sort_keys=True)))
+    check = entry[1]
+    if check is None:
+        return False
+    try:
+        return bool(check(config))
+    except Exception:       # _Unsure, anything unexpected (comparing odd values...): let jsonschema decide
+        return False
+
+
+_FAST_BY_ID: dict[int, tuple[dict[str, Any], Check | None]] = {}
+
+
 @without_gc
 def schema_errors(config: Mapping[str, Any], schema: dict[str, Any], locate: Locate) -> list[Diagnostic]:
     """Schema violations as diagnostics, the most useful first (jsonschema's ``best_match``)."""
+    if is_valid_fast(config, schema):
+        return []
     from jsonschema.exceptions import best_match, relevance
 
     try:
@@ -430,14 +692,16 @@ def semantic_errors(config: Mapping[str, Any], locate: Locate) -> list[Diagnosti
             diags.append(_name_diag(name, where, at(locate, where, "key"), "step name"))
         if "timeout" in step and parse_duration(step["timeout"]) is None:
             diags.append(_duration_diag(step["timeout"], f"{where}.timeout", at(locate, f"{where}.timeout", "value")))
-        diags.extend(_resource_errors(step.get("resources") or {}, f"{where}.resources", locate))
+        if step.get("resources"):
+            diags.extend(_resource_errors(step["resources"], f"{where}.resources", locate))
         for i, dep in enumerate(step.get("needs") or []):
-            loc = at(locate, f"{where}.needs.{i}", "value")
             if dep == name:
-                diags.append(Diagnostic("MLP231", f"step `{name}` needs itself", loc, "remove it from `needs`"))
+                diags.append(Diagnostic("MLP231", f"step `{name}` needs itself",
+                                        at(locate, f"{where}.needs.{i}", "value"), "remove it from `needs`"))
             elif dep not in steps:
                 hint = did_you_mean(dep, steps) or f"the steps are: {_listing(steps)}"
-                diags.append(Diagnostic("MLP220", f"step `{name}` needs `{dep}`, which is not a step", loc, hint))
+                diags.append(Diagnostic("MLP220", f"step `{name}` needs `{dep}`, which is not a step",
+                                        at(locate, f"{where}.needs.{i}", "value"), hint))
         for i, cond in enumerate(step.get("gate") or []):
             if not step.get("metrics"):
                 diags.append(Diagnostic(
@@ -456,8 +720,9 @@ def semantic_errors(config: Mapping[str, Any], locate: Locate) -> list[Diagnosti
                     "add `registry: {name: ..., artifact: ...}`, or use `min:`/`max:` bounds"))
         for kind in ("inputs", "outputs"):
             for i, p in enumerate(step.get(kind) or []):
-                diags.extend(_path_diag(p, f"step `{name}` {kind[:-1]}", f"{where}.{kind}.{i}", locate,
-                                        external if kind == "inputs" else None))
+                if path_problem(p):          # (the message is built only for a path with a problem)
+                    diags.extend(_path_diag(p, f"step `{name}` {kind[:-1]}", f"{where}.{kind}.{i}", locate,
+                                            external if kind == "inputs" else None))
         if step.get("metrics"):
             diags.extend(_path_diag(step["metrics"], f"step `{name}` metrics file", f"{where}.metrics", locate))
     for dname, entry in (config.get("data") or {}).items():
@@ -590,12 +855,19 @@ def resolved_outside(root: str, rel: str, dir_cache: dict[str, str], follow_leaf
     `follow_leaf` (an output that is itself a symlink is replaced, not written through).
     Parts that do not exist yet are taken as written.
     """
-    parent, leaf = os.path.split(os.path.normpath(os.path.join(root, rel)))
+    if os.sep == "/" and root and not rel.startswith("/"):     # posixpath.join and .split, inlined
+        full = os.path.normpath((root if root.endswith("/") else root + "/") + rel)
+        cut = full.rfind("/")
+        parent, leaf = (full[:cut], full[cut + 1:]) if cut > 0 and full[cut - 1] != "/" else os.path.split(full)
+    else:
+        parent, leaf = os.path.split(os.path.normpath(os.path.join(root, rel)))
     real_parent = dir_cache.get(parent)
     if real_parent is None:
         real_parent = dir_cache[parent] = os.path.realpath(parent)
-    real = os.path.join(real_parent, leaf)
-    if follow_leaf and os.path.islink(real):
+        # a "\0" key (never a path) remembers whether the directory exists: if not, nothing in it is a link
+        dir_cache[parent + "\0"] = "d" if os.path.isdir(real_parent) else ""
+    real = real_parent + leaf if real_parent.endswith("/") else real_parent + "/" + leaf
+    if follow_leaf and dir_cache[parent + "\0"] and os.path.islink(real):
         real = os.path.realpath(real)
     if real == root or real.startswith(root.rstrip("/") + "/"):
         return None
@@ -612,36 +884,46 @@ def escaping_paths(pipeline: Any, project_dir: Any, steps: Any = None) -> list[D
     cache: dict[str, str] = {}
     external = {posixpath.normpath(d.path) for d in pipeline.data if d.external}
     diags: list[Diagnostic] = []
+    seen: dict[tuple[str, bool], str | None] = {}      # the same path is often an output and inputs
 
-    def check(path: str | None, what: str, dotted: str, follow_leaf: bool = True) -> None:
-        if not path or path_problem(path) or (external and under_external(path, external)):
+    def check(path: str | None, what: Callable[[], tuple[str, str]], follow_leaf: bool = True) -> None:
+        """`what()` gives the path's description and dotted key, built only for a diagnostic."""
+        if not path:
             return
-        real = resolved_outside(root, path, cache, follow_leaf)
+        key = (path, follow_leaf)
+        if key in seen:
+            real = seen[key]
+        elif path_problem(path) or (external and under_external(path, external)):
+            real = seen[key] = None
+        else:
+            real = seen[key] = resolved_outside(root, path, cache, follow_leaf)
         if real is not None:
+            description, dotted = what()
             diags.append(Diagnostic(
-                "MLP230", f"{what} `{path}` leads outside the project through a symlink (to `{real}`)",
+                "MLP230", f"{description} `{path}` leads outside the project through a symlink (to `{real}`)",
                 pipeline.location(dotted),
                 "keep it inside the project (copy it in, or replace the symlink); data kept elsewhere on purpose: "
                 "declare it under `data:` with `external: true`"))
 
     for d in pipeline.data:
-        check(d.path, f"data `{d.name}`", f"data.{d.name}.path")
+        check(d.path, lambda d=d: (f"data `{d.name}`", f"data.{d.name}.path"))
     wanted = None if steps is None else set(steps)
     for step in pipeline.steps:
         if wanted is not None and step.name not in wanted:
             continue
+        name = step.name
         for i, p in enumerate(step.inputs):
-            check(p, f"step `{step.name}` input", f"steps.{step.name}.inputs.{i}")
+            check(p, lambda i=i, name=name: (f"step `{name}` input", f"steps.{name}.inputs.{i}"))
         for i, p in enumerate(step.outputs):
-            check(p, f"step `{step.name}` output", f"steps.{step.name}.outputs.{i}", follow_leaf=False)
-        check(step.metrics, f"step `{step.name}` metrics file", f"steps.{step.name}.metrics", follow_leaf=False)
+            check(p, lambda i=i, name=name: (f"step `{name}` output", f"steps.{name}.outputs.{i}"), follow_leaf=False)
+        check(step.metrics, lambda name=name: (f"step `{name}` metrics file", f"steps.{name}.metrics"), follow_leaf=False)
     if pipeline.registry is not None:
-        check(pipeline.registry.artifact, "the registry artifact", "registry.artifact")
-    check(pipeline.environment.requirements, "the requirements file", "environment.requirements")
+        check(pipeline.registry.artifact, lambda: ("the registry artifact", "registry.artifact"))
+    check(pipeline.environment.requirements, lambda: ("the requirements file", "environment.requirements"))
     monitor = getattr(pipeline, "monitor", None)
     if monitor is not None and steps is None:
-        check(monitor.drift.reference, "the drift reference data", "monitor.drift.reference")
-        check(monitor.drift.current, "the drift current data", "monitor.drift.current")
+        check(monitor.drift.reference, lambda: ("the drift reference data", "monitor.drift.reference"))
+        check(monitor.drift.current, lambda: ("the drift current data", "monitor.drift.current"))
     return diags
 
 
@@ -676,19 +958,22 @@ def _resource_errors(res: Mapping[str, Any], where: str, locate: Locate) -> list
     return diags
 
 
+_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
+_CONTROL = re.compile(r"[\x00-\x1f]")
+
+
 def path_problem(path: str) -> str | None:
     """None if `path` stays inside the project, else what is wrong with it."""
-    if path.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:[\\/]", path):
+    if path.startswith(("/", "\\")) or _DRIVE.match(path):
         return "is absolute"
     if "\\" in path:
         return "uses backslashes (write `/`)"
-    parts = path.split("/")
-    if ".." in parts:
+    if ".." in path and ".." in path.split("/"):
         normal = posixpath.normpath(path)
         if normal == ".." or normal.startswith("../"):
             return "leaves the project (`..`)"
         return f"contains `..` (write `{normal}`)"
-    if "\x00" in path or any(ord(c) < 32 for c in path):
+    if _CONTROL.search(path):
         return "contains control characters"
     if path.startswith("~"):
         return "starts with `~`"
