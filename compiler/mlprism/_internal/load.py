@@ -61,6 +61,7 @@ _Loader.add_implicit_resolver(
     list("-+0123456789."),
 )
 _RESOLVERS = _Loader.yaml_implicit_resolvers
+_ScalarNode, _MappingNode = yaml.ScalarNode, yaml.MappingNode
 
 
 def _fast_resolve(self: Any, kind: Any, value: Any, implicit: Any) -> str:
@@ -75,6 +76,12 @@ def _fast_resolve(self: Any, kind: Any, value: Any, implicit: Any) -> str:
 
 
 _Loader.resolve = _fast_resolve
+if not _Loader.yaml_path_resolvers:
+    # Without path resolvers these two do nothing, but the C composer calls them for every node:
+    # C-level callables (which do not bind `self`) that accept the same arguments and do nothing
+    # spare two Python calls per node. `descend_resolver(parent, index)` / `ascend_resolver()`.
+    _Loader.descend_resolver = slice
+    _Loader.ascend_resolver = tuple
 
 
 @dataclass
@@ -165,17 +172,32 @@ def load_text(text: str, file: str) -> Loaded:
     smap = SourceMap(file)
     if root is None:
         return Loaded(None, smap, text)
-    if _ANCHOR.search(text):      # aliases need anchors: without any, nothing can expand
+    if _may_alias(text):          # without an anchor and an alias, nothing can expand
         _check_expansion(root, file)
     builder = _Builder(file, smap)
     with paused_gc():
-        data = builder.build(root, (), 0)
+        data = builder.build(root, "", 0, "")
     if builder.diags:
         raise DiagnosticError(builder.diags)
     return Loaded(data, smap, text)
 
 
-_ANCHOR = re.compile(r"(?:^|[\s\[{,:?-])&[^\s,\[\]{}]")
+# An anchor (`&name`) or alias (`*name`) token: after a separator or a flow indicator; the name is
+# what PyYAML and libyaml accept (letters, digits, `-`, `_`; they refuse anything else).
+_ANCHOR = re.compile(r"(?:^|[\s\[{,:?-])&([0-9A-Za-z_-]+)")
+_ALIAS = re.compile(r"(?:^|[\s\[{,:?-])\*([0-9A-Za-z_-]+)")
+
+
+def _may_alias(text: str) -> bool:
+    """Whether the text may hold an alias to an anchor it defines (a cheap over-approximation).
+
+    `&`/`*` are common in commands (`a && b`, `rm *.tmp`); only a name that looks like both an
+    anchor and an alias needs the expansion check (an alias with no anchor fails to compose).
+    """
+    if "&" not in text or "*" not in text:
+        return False
+    anchors = set(_ANCHOR.findall(text))
+    return bool(anchors) and not anchors.isdisjoint(_ALIAS.findall(text))
 
 
 @contextlib.contextmanager
@@ -315,6 +337,8 @@ def load_file(path: Path, display: str | None = None) -> Loaded:
 
 
 class _Builder:
+    """Plain values from the node tree, recording each key's and value's position by dotted path."""
+
     def __init__(self, file: str, smap: SourceMap) -> None:
         self.file = file
         self.smap = smap
@@ -322,7 +346,12 @@ class _Builder:
         self.visits = 0
         self.recording = True
 
-    def build(self, node: yaml.Node, path: Path_, depth: int) -> Any:
+    def build(self, node: yaml.Node, dotted: str, depth: int, prefix: str | None = None) -> Any:
+        """The value of `node`, found at `dotted` (the keys and list indexes from the root, joined by ".").
+
+        `prefix` starts the dotted paths of its children: `dotted + "."` unless given (the root's is "";
+        a key "" below the root is not the root: its children are ".child").
+        """
         self.visits += 1
         if self.visits > MAX_NODES:
             raise DiagnosticError([Diagnostic(
@@ -334,20 +363,36 @@ class _Builder:
                                               _loc(self.file, node.start_mark), "flatten the structure")])
         cls = type(node)
         if self.recording:
-            dotted = ".".join(path)
-            if dotted not in self.smap.values:
+            values = self.smap.values
+            if dotted not in values:
                 mark = node.start_mark
-                self.smap.values[dotted] = (mark.line + 1, mark.column + 1)
-                if cls is not yaml.ScalarNode and not node.flow_style:
+                values[dotted] = (mark.line + 1, mark.column + 1)
+                if cls is not _ScalarNode and not node.flow_style:
                     self.smap.block.add(dotted)
-        if cls is yaml.ScalarNode:
-            return self._scalar(node)
-        if cls is yaml.MappingNode:
-            return self._mapping(node, path, depth)
+        if cls is _ScalarNode:
+            return node.value if node.tag == _STR else self._scalar(node)
+        if prefix is None:
+            prefix = dotted + "."
+        if cls is _MappingNode:
+            return self._mapping(node, dotted, prefix, depth)
         if node.tag != _SEQ:
             self._bad_tag(node)
             return None
-        return [self.build(item, (*path, str(i)), depth + 1) for i, item in enumerate(node.value)]
+        build, quick = self.build, self._quick
+        return [item.value if type(item) is _ScalarNode and item.tag == _STR and quick(item, prefix + str(i), depth)
+                else build(item, prefix + str(i), depth + 1) for i, item in enumerate(node.value)]
+
+    def _quick(self, node: yaml.ScalarNode, dotted: str, depth: int) -> bool:
+        """build()'s bookkeeping for a plain string child at `depth + 1`; False: let build() do it all."""
+        if self.visits >= MAX_NODES or depth >= MAX_DEPTH:
+            return False                 # build() raises the right error
+        self.visits += 1
+        if self.recording:
+            values = self.smap.values
+            if dotted not in values:
+                mark = node.start_mark
+                values[dotted] = (mark.line + 1, mark.column + 1)
+        return True
 
     def _bad_tag(self, node: yaml.Node) -> None:
         tag = node.tag
@@ -374,42 +419,53 @@ class _Builder:
                                          _loc(self.file, node.start_mark)))
             return None
 
-    def _mapping(self, node: yaml.MappingNode, path: Path_, depth: int) -> dict[str, Any]:
+    def _mapping(self, node: yaml.MappingNode, dotted: str, prefix: str, depth: int) -> dict[str, Any]:
         out: dict[str, Any] = {}
         seen: dict[str, Any] = {}
         if node.tag != _MAP:
             self._bad_tag(node)
             return out
         merges: list[Any] = []
+        keys = self.smap.keys if self.recording else None
+        values = self.smap.values if self.recording else None
+        quick = depth < MAX_DEPTH               # a child at depth + 1 is within the limit
+        build = self.build
         for key_node, value_node in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                merges.append(value_node)
-                continue
-            if type(key_node) is not yaml.ScalarNode:
-                self.diags.append(Diagnostic("MLP104", "a mapping key must be a plain string, not a list or mapping",
-                                             _loc(self.file, key_node.start_mark), "quote the key"))
-                continue
-            key = self._scalar(key_node)
-            if isinstance(key, bool) or key is None:  # YAML 1.1 reads `on:`/`yes:`/`null:` as non-strings: keep the text
-                key = key_node.value if key_node.value not in ("", "~", "null") else "null"
-            key = str(key)
+            key_tag = key_node.tag
+            if key_tag == _STR and type(key_node) is _ScalarNode:
+                key = key_node.value
+            else:
+                if key_tag == "tag:yaml.org,2002:merge":
+                    merges.append(value_node)
+                    continue
+                if type(key_node) is not _ScalarNode:
+                    self.diags.append(Diagnostic("MLP104", "a mapping key must be a plain string, not a list or mapping",
+                                                 _loc(self.file, key_node.start_mark), "quote the key"))
+                    continue
+                key = self._scalar(key_node)
+                if isinstance(key, bool) or key is None:  # YAML 1.1 reads `on:`/`yes:`/`null:` as non-strings: keep the text
+                    key = key_node.value if key_node.value not in ("", "~", "null") else "null"
+                key = str(key)
             if key in seen:
                 first = seen[key]
-                where = ".".join((*path, key))
                 self.diags.append(Diagnostic(
-                    "MLP101", f"duplicate key `{where}` (first defined at line {first.line + 1})",
+                    "MLP101", f"duplicate key `{prefix}{key}` (first defined at line {first.line + 1})",
                     _loc(self.file, key_node.start_mark), "remove one of them; YAML would silently keep the last"))
                 continue
-            seen[key] = key_node.start_mark
-            child = (*path, key)
-            if self.recording:
-                dotted = ".".join(child)
-                if dotted not in self.smap.keys:
-                    mark = key_node.start_mark
-                    self.smap.keys[dotted] = (mark.line + 1, mark.column + 1)
-            out[key] = self.build(value_node, child, depth + 1)
+            seen[key] = mark = key_node.start_mark
+            child = prefix + key
+            if keys is not None and child not in keys:
+                keys[child] = (mark.line + 1, mark.column + 1)
+            if quick and type(value_node) is _ScalarNode and value_node.tag == _STR and self.visits < MAX_NODES:
+                self.visits += 1                  # build()'s bookkeeping and result for a plain string, inlined
+                if values is not None and child not in values:
+                    mark = value_node.start_mark
+                    values[child] = (mark.line + 1, mark.column + 1)
+                out[key] = value_node.value
+            else:
+                out[key] = build(value_node, child, depth + 1)
         for merge_node in merges:      # `<<: *base` — explicit keys win, then merges in order
-            merged = self.build(merge_node, path, depth + 1)
+            merged = build(merge_node, dotted, depth + 1, prefix)
             for item in merged if isinstance(merged, list) else [merged]:
                 if isinstance(item, dict):
                     for k, v in item.items():

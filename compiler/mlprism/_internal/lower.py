@@ -149,21 +149,38 @@ def lower(config: dict[str, Any], raw: dict[str, Any], *, spec_file: str, overri
 
 @without_gc
 def collect_locations(raw: dict[str, Any], locate: Locate, depth: int = 4) -> dict[str, Location]:
-    """Locations of every key down to `depth` levels (steps.<name>.<key>.<index>)."""
-    out: dict[str, Location] = {}
+    """Locations of every key down to `depth` levels (steps.<name>.<key>.<index>).
+
+    `locate` is asked once per key, or — when it is a :class:`Composed`'s — all keys at once
+    (``locate_many``, the same answers).
+    """
+    dotteds: list[str] = []
+    add = dotteds.append
 
     def walk(value: Any, prefix: str, level: int) -> None:
         if level > depth:
             return
-        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+        if isinstance(value, dict):
+            items: Any = value.items()
+        elif isinstance(value, list):
+            items = enumerate(value)
+        else:
+            return
         for k, v in items:
-            dotted = f"{prefix}.{k}" if prefix else str(k)
-            loc = locate(dotted)
-            if loc is not None:
-                out[dotted] = loc
-            walk(v, dotted, level + 1)
+            dotted = f"{prefix}{k}"
+            add(dotted)
+            if level < depth and isinstance(v, dict | list):
+                walk(v, dotted + "." if dotted else "", level + 1)
 
     walk(raw, "", 1)
+    many = getattr(getattr(locate, "__self__", None), "locate_many", None)
+    if many is not None:
+        return many(dotteds)  # type: ignore[no-any-return]
+    out: dict[str, Location] = {}
+    for dotted in dotteds:
+        loc = locate(dotted)
+        if loc is not None:
+            out[dotted] = loc
     return out
 
 

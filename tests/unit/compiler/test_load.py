@@ -162,3 +162,42 @@ def test_unreadable_paths(tmp_path: Path, make: str) -> None:
     with pytest.raises(DiagnosticError) as exc:
         load_file(path)
     assert codes(exc)[0][0] == "MLP102"
+
+
+def _shares_nodes(text: str) -> bool:
+    """Whether the composed YAML reuses a node (an alias), found by walking the tree."""
+    import yaml
+
+    seen: set[int] = set()
+    stack = [yaml.compose(text, Loader=yaml.SafeLoader)]
+    while stack:
+        node = stack.pop()
+        if node is None or not isinstance(node, yaml.CollectionNode):
+            continue
+        if id(node) in seen:
+            return True
+        seen.add(id(node))
+        stack.extend(n for pair in node.value for n in (pair if isinstance(pair, tuple) else (pair,)))
+    return False
+
+
+@pytest.mark.parametrize("text", [
+    "a: &x [1]\nb: *x\n", "a: &x [1]\nb: [*x, *x]\n", "a: &x {k: 1}\nb: {c: *x}\n", "a: &x [1]\nb: [2,*x]\n",
+    "- &x [1]\n- *x\n", "a: &x\n  - 1\nb:\n  - *x\n", "a: &x [1]\n? *x\n: v\n", "a:   &x [1]\nb:   *x\n",
+    "{a: &x [1], b: *x}\n", "a: &a-b_9 [1]\nb: *a-b_9\n", "a: &x [1]\nb: {*x: v}\n", "[&x [1], *x]\n", "a: !!seq &x [1]\nb: *x\n", "a: &x [1]\nb: {? *x : v}\n",
+])
+def test_every_alias_is_seen_by_the_cheap_text_test(text: str) -> None:
+    from mlprism._internal.load import _may_alias
+
+    assert _shares_nodes(text)
+    assert _may_alias(text)
+
+
+def test_commands_with_ampersands_and_globs_skip_the_expansion_check() -> None:
+    from mlprism._internal.load import _may_alias
+
+    assert not _may_alias("steps:\n  a: {run: 'make && make install'}\n")
+    assert not _may_alias("steps:\n  a: {run: 'rm -f *.tmp'}\n")
+    assert not _may_alias("a: {run: 'make && rm -f *.tmp && cp x *y', v: &anchor 1}\n")
+    loaded = load_text("steps:\n  a: {run: 'make && rm -f *.tmp', outputs: ['*.o']}\n", "p.yaml")
+    assert loaded.data["steps"]["a"]["run"] == "make && rm -f *.tmp"
