@@ -12,11 +12,12 @@ spec gives the same bytes on every machine, so it diffs well in review.
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any, ClassVar
 
 import mlprism
+
+from .jsonout import dumps_indented
 
 OPTIONS_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -126,4 +127,4 @@ class LocalTarget(mlprism.Target):
 
     def emit(self, pipeline: mlprism.Pipeline, context: mlprism.EmitContext) -> mlprism.Files:
         plan = build_plan(pipeline, context.project_path)
-        return {"plan.json": json.dumps(plan, indent=2, sort_keys=True, ensure_ascii=False) + "\n"}
+        return {"plan.json": dumps_indented(plan, indent=2) + "\n"}   # == json.dumps(indent=2, sort_keys=True)
