@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import json
 import os
 import shutil
@@ -148,6 +149,19 @@ def _sendfile_fd(fin: int, fout: int) -> None:
         offset += sent
 
 
+_IDS = itertools.count()
+_PREFIX: tuple[int, str] = (0, "")
+
+
+def _unique() -> str:
+    """A name no other writer uses: random per process (and host), then a counter (cheaper than uuid4 per file)."""
+    global _PREFIX
+    pid = os.getpid()
+    if _PREFIX[0] != pid:                     # first call, or a forked child
+        _PREFIX = (pid, f"{uuid.uuid4().hex[:16]}-{pid}")
+    return f"{_PREFIX[1]}-{next(_IDS)}"
+
+
 class Cache:
     def __init__(self, state_dir: Path) -> None:
         self.root = state_dir / "cache"
@@ -159,6 +173,8 @@ class Cache:
         # records read or written by this process (None: known missing). Records change only under
         # the project lock, which the process using this cache holds while it runs.
         self._records: dict[str, StepRecord | None] = {}
+        self._objects_str = str(self.objects)
+        self._steps_str = str(self.steps)
 
     # -- housekeeping --------------------------------------------------------------
     def clean_tmp(self) -> None:
@@ -175,19 +191,19 @@ class Cache:
 
     def _tmp_path(self, suffix: str = "") -> Path:
         self._mkdir(self.tmp)
-        return self.tmp / f"{uuid.uuid4().hex}{suffix}"
+        return self.tmp / f"{_unique()}{suffix}"
 
     # -- objects -------------------------------------------------------------------
     def object_path(self, digest: str) -> Path:
         return self.objects / digest[:2] / digest[2:]
 
     def has_object(self, digest: str) -> bool:
-        return self.object_path(digest).exists()
+        return os.path.exists(f"{self._objects_str}/{digest[:2]}/{digest[2:]}")
 
     def _put_file(self, src: Path, digest: str) -> None:
-        dest = self.object_path(digest)
-        if dest.exists():
+        if self.has_object(digest):
             return
+        dest = self.object_path(digest)
         tmp = self._tmp_path()
         try:
             _copy(src, tmp, 0o444)
@@ -198,9 +214,9 @@ class Cache:
             raise
 
     def _put_bytes(self, data: bytes, digest: str) -> None:
-        dest = self.object_path(digest)
-        if dest.exists():
+        if self.has_object(digest):
             return
+        dest = self.object_path(digest)
         tmp = self._tmp_path()
         try:
             tmp.write_bytes(data)
@@ -241,7 +257,7 @@ class Cache:
         if entry.kind == "dir":
             self._restore_tree(dest, entry)
             return
-        tmp = dest.with_name(f".{dest.name}.mlprism-{uuid.uuid4().hex[:8]}")
+        tmp = dest.with_name(f".{dest.name}.mlprism-{_unique()}")
         try:
             _copy(self.object_path(entry.hash), tmp, 0o755 if entry.executable else 0o644)
             if dest.is_dir() and not dest.is_symlink():
@@ -286,11 +302,21 @@ class Cache:
             return self._records[fingerprint]
         except KeyError:
             pass
+        record: StepRecord | None = None
         try:
-            with open(self.record_path(fingerprint), "rb") as f:
-                record: StepRecord | None = StepRecord.from_dict(json.loads(f.read()))
-        except (OSError, ValueError, KeyError, TypeError):
-            record = None
+            fd = os.open(f"{self._steps_str}/{fingerprint[:2]}/{fingerprint[2:]}.json", os.O_RDONLY)
+        except OSError:
+            pass
+        else:
+            try:
+                chunks = []
+                while chunk := os.read(fd, SMALL):
+                    chunks.append(chunk)
+                record = StepRecord.from_dict(json.loads(b"".join(chunks)))
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                record = None
+            finally:
+                os.close(fd)
         self._records[fingerprint] = record
         return record
 
