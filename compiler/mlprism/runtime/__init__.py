@@ -9,7 +9,7 @@ Project state lives beside the spec:
 
 - ``mlprism.lock``            deterministic YAML, meant for git (data and step hashes)
 - ``.mlprism/cache/``         content-addressed store (``objects/ab/cdef…``) and step records
-- ``.mlprism/runs/<run-id>/`` one folder per run: ``<step>.log`` per step
+- ``.mlprism/runs/<run-id>/`` one folder per run: ``<step>.log`` per step that printed something
 - ``.mlprism/ledger.db``      SQLite (WAL): runs, step executions, params, metrics, artifacts, lineage
 - ``.mlprism/registry.db``    SQLite: model versions, stages, audit of stage changes
 - ``.mlprism/project.lock``   held by a running ``mlprism run`` (one writer at a time)

@@ -22,6 +22,7 @@ import contextlib
 import fcntl
 import gc
 import heapq
+import itertools
 import math
 import os
 import posixpath
@@ -134,6 +135,9 @@ def _stop_group(proc: subprocess.Popen[bytes], grace: float) -> None:
     proc.wait()
 
 
+_SPARE_IDS = itertools.count()
+
+
 class LocalLauncher:
     """Runs commands here: ``/bin/sh -c`` in a new session (its own process group).
 
@@ -141,6 +145,13 @@ class LocalLauncher:
     hide, through a pipe that replaces them line by line. Each running process
     is noted in ``running_dir`` so that a later run can kill what a killed
     runner left behind (:func:`reap_orphans`).
+
+    A step that prints nothing leaves no log file: its empty log is renamed to a
+    hidden spare (``.spare-…`` in the run's folder) that becomes the next step's log,
+    so a run of quiet steps allocates about one file per job instead of one per step
+    (creating a file is the costly part on some file systems, see docs/performance.md).
+    A log is recycled only once nothing of the step is left in its process group
+    (nothing can still write to it); the spares are removed by :meth:`close`.
     """
 
     def __init__(self, running_dir: Path | None = None, redact_values: Sequence[str] = (),
@@ -151,6 +162,43 @@ class LocalLauncher:
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
         self._lock = threading.Lock()
         self._notes: int | None = None
+        self._spares: list[Path] = []       # empty files, ready to become a step's log (renamed)
+
+    def _take_log(self, log_path: Path) -> None:
+        """Put a spare empty file at ``log_path`` (a rename: no new file), unless it exists already."""
+        with self._lock:
+            spare = next((p for p in self._spares if p.parent == log_path.parent), None)
+            if spare is None:
+                return
+            self._spares.remove(spare)
+        if os.path.lexists(log_path):                        # a retry appends to the earlier attempts' log
+            with self._lock:
+                self._spares.append(spare)
+            return
+        try:
+            os.rename(spare, log_path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(spare)
+
+    def _recycle_log(self, log: Any, log_path: Path, pgid: int) -> None:
+        """An empty log whose writers are all gone becomes a spare (the step printed nothing)."""
+        try:
+            if os.fstat(log.fileno()).st_size:
+                return
+            os.killpg(pgid, 0)
+            return                                           # something of the step still runs: keep its log
+        except ProcessLookupError:
+            pass
+        except OSError:
+            return
+        spare = log_path.with_name(f".spare-{os.getpid()}-{next(_SPARE_IDS)}")
+        try:
+            os.rename(log_path, spare)
+        except OSError:
+            return
+        with self._lock:
+            self._spares.append(spare)
 
     def _note(self, pid: int, started: float) -> None:
         """Append "pid start-time" to this runner's note (one file per runner, removed by close())."""
@@ -169,6 +217,10 @@ class LocalLauncher:
                 self._notes = None
                 assert self.running_dir is not None
                 (self.running_dir / str(os.getpid())).unlink(missing_ok=True)
+            spares, self._spares = self._spares, []
+        for spare in spares:
+            with contextlib.suppress(OSError):
+                os.unlink(spare)
 
     def _pump(self, src: Any, dst: Any) -> None:
         for line in iter(src.readline, b""):
@@ -178,6 +230,8 @@ class LocalLauncher:
 
     def run(self, command: str, *, cwd: Path, env: dict[str, str], log_path: Path,
             timeout: float | None) -> int:
+        if self._spares:
+            self._take_log(log_path)
         with open(log_path, "ab", buffering=0) as log:
             piped = bool(self.redact_values)
             started = time.time()
@@ -203,6 +257,8 @@ class LocalLauncher:
                     pump.join(timeout=2.0)
                 with self._lock:
                     self._procs.pop(proc.pid, None)
+                if proc.returncode is not None and (pump is None or not pump.is_alive()):
+                    self._recycle_log(log, log_path, proc.pid)
 
     def terminate_all(self) -> None:
         """Kill every running step's process group (the runner is stopping)."""
@@ -319,6 +375,8 @@ class StepResult:
         if self.status == "restored":
             return f"cached: {self.reason}"
         if self.status == "failed":
+            if self.log and not os.path.exists(self.log):           # a step that printed nothing has no log
+                return f"FAILED [{self.code}]: {self.error} — it printed nothing"
             return f"FAILED [{self.code}]: {self.error}" + (f" — log: {self.log}" if self.log else "")
         if self.status in ("blocked", "cancelled"):
             return f"{self.status}: {self.reason}"
@@ -568,6 +626,8 @@ class Session:
         self._inflight: dict[str, threading.Lock] = {}
         self._inflight_guard = threading.Lock()
         self._stack = contextlib.ExitStack()
+        self.no_escapes: set[tuple[Any, ...]] = set()     # path sets found free of symlink escapes (a sweep's runs)
+        self._escapes_guard = threading.Lock()
         self.git_commit: str | None = None
 
     def __enter__(self) -> Session:
@@ -921,6 +981,24 @@ class Run:
         if errors:
             raise DiagnosticError(errors)
 
+    def _check_escapes(self) -> None:
+        """Hardening: no path may lead out of the project through a symlink (MLP230).
+
+        A sweep's combinations usually declare the same paths: the project is checked once per distinct set.
+        """
+        p = self.pipeline
+        steps = p.steps if len(self.selected) == len(p.steps) else [self.index.steps[n] for n in self.selected]
+        key = (tuple((d.path, d.external) for d in p.data),
+               tuple((s.inputs, s.outputs, s.metrics) for s in steps),
+               p.registry.artifact if p.registry is not None else None, p.environment.requirements)
+        with self.s._escapes_guard:                  # a sweep's runs start at once: one checks, the others wait
+            if key in self.s.no_escapes:
+                return
+            escaping = escaping_paths(p, self.s.project_dir, self.selected)
+            if escaping:
+                raise DiagnosticError(escaping)
+            self.s.no_escapes.add(key)
+
     def champion(self, stage: str) -> dict[str, float] | None:
         if stage in self._champions:
             return self._champions[stage]
@@ -939,9 +1017,7 @@ class Run:
     # -- the loop -------------------------------------------------------------------------
     def execute(self) -> RunResult:
         t0 = time.monotonic()
-        escaping = escaping_paths(self.pipeline, self.s.project_dir, self.selected)   # hardening: symlinks out
-        if escaping:
-            raise DiagnosticError(escaping)
+        self._check_escapes()
         self._check_inputs()
         planner = _Planner(self.pipeline, self.workdir, self.s.hasher, self.s.cache, self.lock, self.s.secrets,
                            self.forced)

@@ -530,9 +530,11 @@ def cmd_logs(args: argparse.Namespace) -> int:
         print(f"run {run_id} is a sweep; its runs: {', '.join(c['id'] for c in children)}")
         return 0
     log_dir = state / "runs" / run_id
-    names = [s["step"] for s in steps if (log_dir / f"{s['step']}.log").exists()]
+    # a step that ran has a log path in the ledger; its file exists only if the step printed something
+    names = list(dict.fromkeys(s["step"] for s in steps
+                               if s.get("log") or (log_dir / f"{s['step']}.log").exists()))
     if args.step:
-        if not (log_dir / f"{args.step}.log").exists():
+        if args.step not in names:
             from mlprism.diagnostics import did_you_mean
 
             known = [s["step"] for s in steps]
@@ -541,14 +543,24 @@ def cmd_logs(args: argparse.Namespace) -> int:
                                               did_you_mean(args.step, names) or
                                               (f"logs: {', '.join(names)}" if names else "no step ran in this run"))])
         names = [args.step]
+
+    def text_of(name: str) -> str | None:
+        try:
+            return (log_dir / f"{name}.log").read_text(errors="replace")
+        except FileNotFoundError:
+            return None
+
     if args.json:
-        _dump({"run": run_id, "logs": {n: (log_dir / f"{n}.log").read_text(errors="replace") for n in names}})
+        _dump({"run": run_id, "logs": {n: text_of(n) or "" for n in names}})
         return 0
     if not names:
         print(f"run {run_id}: no step ran (everything was cached)")
     for n in names:
-        text = (log_dir / f"{n}.log").read_text(errors="replace")
+        text = text_of(n)
         if len(names) > 1:
             print(f"==> {n} <==")
-        sys.stdout.write(text if text.endswith("\n") or not text else text + "\n")
+        if not text:
+            print(f"(`{n}` printed nothing)")
+            continue
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return 0
