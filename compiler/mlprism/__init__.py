@@ -10,6 +10,7 @@ from __future__ import annotations
 import pluggy
 
 from mlprism._internal.features import FEATURES, features_used
+from mlprism._internal.overrides import hydra_quote, hydra_value
 from mlprism._internal.target import (
     EmitContext,
     Files,
@@ -60,6 +61,8 @@ __all__ = [
     "features_used",
     "graph_layers",
     "hookimpl",
+    "hydra_quote",
+    "hydra_value",
     "load_pipeline",
     "register_code",
     "shell_join",

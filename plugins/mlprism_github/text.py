@@ -18,9 +18,7 @@ evaluated, so:
 
 from __future__ import annotations
 
-import re
 import shlex
-from typing import Any
 
 from mlprism import Diagnostic, DiagnosticError
 
@@ -73,64 +71,3 @@ class Script:
         return out
 
 
-_HYDRA_PLAIN = re.compile(r"^[A-Za-z0-9_./:+@-](?:[A-Za-z0-9_./:+@ -]*[A-Za-z0-9_./:+@-])?$")
-
-
-def hydra_value(value: Any) -> str:
-    """A param value as it is written after `params.x=` on the command line (Hydra's grammar)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, list | tuple):
-        return "[" + ",".join(hydra_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ",".join(f"{hydra_key(k)}:{hydra_value(v)}" for k, v in value.items()) + "}"
-    text = str(value)
-    if _HYDRA_PLAIN.match(text) and text.lower() not in ("null", "true", "false", "nan", "inf", "-inf") \
-            and not _looks_numeric(text):
-        return text
-    return hydra_quote(text)
-
-
-def hydra_key(key: Any) -> str:
-    """A key inside a Hydra dict value; Hydra's grammar has no quoting for keys."""
-    text = str(key)
-    if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", text):
-        raise ValueError(f"a dict key Hydra's override grammar cannot write: {text!r}")
-    return text
-
-
-def hydra_quote(text: str) -> str:
-    """Single-quote `text` for Hydra: escape quotes, backslashes before quotes or the end, and `${`."""
-    out = []
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if ch == "\\":
-            j = i
-            while j < len(text) and text[j] == "\\":
-                j += 1
-            run = text[i:j]
-            nxt = text[j] if j < len(text) else ""
-            out.append(run * 2 if nxt in ("'", "") or text.startswith("${", j) else run)
-            i = j
-            continue
-        if ch == "'":
-            out.append("\\'")
-        elif text.startswith("${", i):
-            out.append("\\$")
-        else:
-            out.append(ch)
-        i += 1
-    return "'" + "".join(out) + "'"
-
-
-def _looks_numeric(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True

@@ -49,11 +49,19 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from mlprism import Diagnostic, DiagnosticError, Pipeline, Step, dump_yaml, step_command
+from mlprism import (
+    Diagnostic,
+    DiagnosticError,
+    Pipeline,
+    Step,
+    dump_yaml,
+    hydra_value,
+    step_command,
+)
 
 from mlprism_github.actions import Action, sub
 from mlprism_github.target import Options
-from mlprism_github.text import Script, hydra_value, plain
+from mlprism_github.text import Script, plain
 
 SELECT_JOB = "select_sweep"
 DEPLOY_JOB = "deploy_model"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -19,8 +18,6 @@ SWEEPS_DIR = f"{WORKSPACE}/.mlprism-sweeps"
 
 MANAGED_BY = "mlprism"
 _ARGO_NAME = re.compile(r"[^-a-zA-Z0-9_]")
-_PLAIN_VALUE = re.compile(r"^[A-Za-z_][A-Za-z0-9_./-]*$")
-_RESERVED = {"true", "false", "null", "nan", "inf", "+inf", "-inf"}
 
 
 class Problem(Exception):
@@ -69,55 +66,17 @@ def unique_argo_names(names: list[str], what: str, key: str) -> dict[str, str]:
 
 
 def hydra_value(value: Any) -> str:
-    """`value` in Hydra's override grammar, so `KEY=<this>` sets exactly `value` again."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        text = repr(value)
-        # `1e-05` is a float to Hydra and to YAML 1.2 (kubectl) but a string to YAML 1.1, so the YAML
-        # writer would leave it unquoted and kubectl would read a number: `1.0e-05` is a float everywhere.
-        return text.replace("e", ".0e") if "e" in text and "." not in text else text
-    if isinstance(value, list | tuple):
-        return "[" + ",".join(hydra_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ",".join(f"{hydra_key(k)}:{hydra_value(v)}" for k, v in value.items()) + "}"
-    text = str(value)
-    if _PLAIN_VALUE.match(text) and text.lower() not in _RESERVED:
-        return text
-    return hydra_quote(text)
+    """:func:`mlprism.hydra_value`; a value Hydra's grammar cannot write is this target's MLP320."""
+    try:
+        return mlprism.hydra_value(value)
+    except ValueError as exc:
+        raise Problem(str(exc), None, "use keys made of letters, digits and `_`") from None
 
 
 def k8s_escape(text: str) -> str:
     """Kubernetes expands `$(VAR)` in a container's command, args and env values, and reads `$$` as
     `$`: escape exactly the `$` that would be read, so the process sees `text` unchanged."""
     return re.sub(r"\$(?=[$(])", "$$", text)
-
-
-def hydra_key(key: Any) -> str:
-    text = str(key)
-    if _PLAIN_VALUE.match(text) and text.lower() not in _RESERVED:
-        return text
-    raise Problem(f"the key `{text}` cannot be written as a Hydra override", None,
-                  "use keys made of letters, digits and `_`")
-
-
-def hydra_quote(text: str) -> str:
-    """A single-quoted Hydra string: quotes escaped, backslashes doubled only where Hydra reads them
-    (before a quote or at the end), `${` escaped so OmegaConf keeps it literal."""
-    def esc(m: re.Match[str]) -> str:
-        slashes, tail = m.group(1), m.group(2)
-        return slashes * 2 + ("\\'" if tail == "'" else tail)
-
-    body = re.sub(r"(\\*)('|$)", esc, text.replace("${", "\\${"))
-    return f"'{body}'"
 
 
 @dataclass(frozen=True)

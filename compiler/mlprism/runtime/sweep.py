@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from mlprism._internal.overrides import hydra_value
 from mlprism.diagnostics import Diagnostic, DiagnosticError, Location
 from mlprism.ir import Pipeline
 from mlprism.runtime.executor import (
@@ -48,22 +49,6 @@ from mlprism.runtime.lockfile import lock_document, read_lock, render_document, 
 __all__ = ["hydra_value", "link_workspace", "run_sweep", "split_sweep_overrides", "sweep_grid"]
 
 Dim = tuple[str, list[str]]          # (override key, ["key=value", …])
-
-
-def hydra_value(value: Any) -> str:
-    """A Python value written in Hydra's override grammar."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, list | tuple):
-        return "[" + ",".join(hydra_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ",".join(f"{k}:{hydra_value(v)}" for k, v in value.items()) + "}"
-    text = str(value).replace("\\", "\\\\").replace("'", "\\'")
-    return f"'{text}'"
 
 
 def split_sweep_overrides(overrides: list[str] | tuple[str, ...]) -> tuple[list[str], list[str]]:

@@ -8,7 +8,8 @@ import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from mlprism_github.text import hydra_value, plain, sh_word
+from mlprism import hydra_value
+from mlprism_github.text import plain, sh_word
 from omegaconf import OmegaConf
 
 TRICKY = ["", "plain", "it's", 'a "b"', "${{ github.token }}", "$${{x}}", "${{${{", "}}${{", "$(id)", "`id`",

@@ -243,7 +243,7 @@ def _job(doc: dict, name: str) -> dict:
 def test_dispatch_inputs_arrive_intact(cases: dict[str, Case], tmp_path: Path) -> None:
     """A person types hostile values into the dispatch form: they reach `mlprism run` as one argv word
     each, unevaluated, and compose to exactly that value."""
-    from mlprism_github.text import hydra_quote
+    from mlprism import hydra_quote
 
     case = cases["hostile"]
     p = case.pipeline

@@ -9,7 +9,7 @@ import pytest
 from mlprism.diagnostics import DiagnosticError
 from mlprism.ir import Pipeline, Select, Step, Sweep
 from mlprism.runtime.executor import GraphIndex, RunOptions, select_steps
-from mlprism.runtime.sweep import hydra_value, link_workspace, split_sweep_overrides, sweep_grid
+from mlprism.runtime.sweep import link_workspace, split_sweep_overrides, sweep_grid
 
 
 def _pipe(**kw: object) -> Pipeline:
@@ -21,11 +21,6 @@ def _pipe(**kw: object) -> Pipeline:
     from mlprism._internal.graph import build
 
     return build(replace(p, **kw))  # type: ignore[arg-type]
-
-
-def test_hydra_values() -> None:
-    assert [hydra_value(v) for v in (1, 0.5, True, None, "a'b", [1, "x"])] == ["1", "0.5", "true", "null",
-                                                                            "'a\\'b'", "[1,'x']"]
 
 
 def test_split_and_grid() -> None:
