@@ -66,3 +66,15 @@ def test_workspace_links_inputs_and_keeps_outputs_real(tmp_path: Path) -> None:
     assert (ws / "metrics").is_dir() and not (ws / ".mlprism").exists()
     (ws / "data" / "train.csv").write_text("mine")
     assert (proj / "data" / "train.csv").read_text() == "data/train.csv"
+
+
+def test_swept_strings_reach_the_run_as_they_are_written(tmp_path: Path) -> None:
+    """Each leg's override, composed by Hydra and OmegaConf, gives back exactly the swept value."""
+    import mlprism
+
+    values = ("a\\b", "x${y}", "it's", "two words", "true", "1e3", "end\\")
+    spec = tmp_path / "pipeline.yaml"
+    spec.write_text("apiVersion: mlprism/v1\nname: s\nparams: {mode: a}\nsteps:\n  a: {run: echo}\n")
+    p = _pipe(params={"mode": "a"}, sweep=Sweep({"mode": values}, Select("acc")))
+    legs = sweep_grid(p, RunOptions())
+    assert [mlprism.load_pipeline(str(spec), leg).params["mode"] for leg in legs] == list(values)
