@@ -7,14 +7,17 @@ is 10-20x faster, but libyaml and PyYAML's Python emitter disagree on a few rare
 ``\\n``, long folded quoted scalars, empty or long mapping keys, ``|+`` literals at the
 end of a document). :func:`dump_yaml` builds the node tree itself, checking every
 string on the way, and uses the C emitter only when nothing in the data is one of those;
-anything else goes through the Python dumper. ``tests/unit/compiler/test_yamlio.py``
-holds the two equal on generated data.
+anything else goes through the Python dumper. The fastest tier (:class:`_Direct`) writes
+the block layout itself, in one walk, with numbers, plain words and simple ``|`` literals
+written as both emitters would, and libyaml asked only for the other distinct strings.
+``tests/unit/compiler/test_yamlio.py`` holds the tiers equal on generated data.
 """
 
 from __future__ import annotations
 
 import io
 import re
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -106,18 +109,35 @@ else:  # pragma: no cover - PyYAML without libyaml
     _CDumper = None
 
 
+def _float_text(value: float) -> str:
+    """How PyYAML's SafeRepresenter writes a float (a plain scalar its resolver reads back as a float)."""
+    if value != value:
+        return ".nan"
+    if value == float("inf"):
+        return ".inf"
+    if value == float("-inf"):
+        return "-.inf"
+    text = repr(value).lower()
+    if "." not in text and "e" in text:
+        text = text.replace("e", ".0e", 1)
+    return text
+
+
 class _Nodes:
     """The node tree PyYAML's SafeRepresenter (with mlprism's representers) makes, built directly.
 
     Raises :class:`_Unsafe` for anything the C emitter might write differently, and for
     types it does not know (the Python dumper then represents them, or refuses them alike).
+    `max_foldable` bounds the length of a scalar that is not a ``|`` literal (the caller
+    checks longer ones against their real column).
     """
 
-    def __init__(self, comments: Mapping[str, str] | None) -> None:
+    def __init__(self, comments: Mapping[str, str] | None, max_foldable: int = _C_MAX_FOLDABLE) -> None:
         self.styles: dict[str, str | None] = {}
         self.comments = dict(comments or {})
         self.placeholders: dict[str, str] = {}       # value -> its placeholder
         self.used = 0
+        self.max_foldable = max_foldable
 
     def style(self, value: str) -> str | None:
         try:
@@ -127,7 +147,7 @@ class _Nodes:
         if not _C_SAFE.match(value) or value == "\n" or value.endswith("\n\n"):
             raise _Unsafe
         style = _style(value)
-        if style != "|" and len(value) >= _C_MAX_FOLDABLE:
+        if style != "|" and len(value) >= self.max_foldable:
             raise _Unsafe
         self.styles[value] = style
         return style
@@ -161,17 +181,7 @@ class _Nodes:
         if value is None:
             return ScalarNode(_NULL, "null")
         if t is float:
-            if value != value:
-                text = ".nan"
-            elif value == float("inf"):
-                text = ".inf"
-            elif value == float("-inf"):
-                text = "-.inf"
-            else:
-                text = repr(value).lower()
-                if "." not in text and "e" in text:
-                    text = text.replace("e", ".0e", 1)
-            return ScalarNode(_FLOAT, text)
+            return ScalarNode(_FLOAT, _float_text(value))
         raise _Unsafe
 
     def placeholder(self, value: str) -> str:
@@ -183,13 +193,16 @@ class _Nodes:
         return self.placeholders[value]
 
 
-def _render(values: list[Any]) -> list[str] | None:
-    """How libyaml writes each value as a block-sequence item at column 0 (``- <this>``), or None."""
+def _render(values: list[str]) -> list[str] | None:
+    """How libyaml writes each string as a block-sequence item at column 0 (``- <this>``), or None.
+
+    No length bound here: the caller checks a long scalar that could be folded against its column.
+    """
     stream = io.StringIO()
     dumper = _CDumper(stream, **_KW)
     dumper._tags = {}
     dumper.open()
-    dumper.serialize(_Nodes(None).node(values))
+    dumper.serialize(_Nodes(None, max_foldable=sys.maxsize).node(values))
     dumper.close()
     text = stream.getvalue()
     if not text.startswith("- ") or not text.endswith("\n"):
@@ -199,115 +212,196 @@ def _render(values: list[Any]) -> list[str] | None:
     return items if len(items) == len(values) else None
 
 
+# Strings both emitters write as themselves, in plain style, in block context: no indicator
+# first (and no first character any of PyYAML's implicit resolvers keys on but letters, whose
+# only resolvers are the bool/null words of _YAML12_NON_STRING, excluded by
+# :func:`_plain_text`), no ": ", " #", quotes, ",[]", line breaks or runs of spaces ("{}" only
+# matter inside flow collections, which are never written but empty).
+_FAST_PLAIN = re.compile(r"[A-Za-z_$/][A-Za-z0-9_./${}()@+=*~-]*(?: [A-Za-z0-9_./${}()@+=*~-]+)*\Z")
+_FAST_PLAIN_MAX = 1024        # far below the width: never folded at any column _DEEP allows
+_WIDTH: int = _KW["width"]
+_FOLD_ROOM = 256              # ": " plus the longest text of a key (< 120 bytes, quoted, escaped)
+_DEEP = _WIDTH - _FOLD_ROOM - _FAST_PLAIN_MAX     # deeper collections: left to the emitter
+_TRAILING_SPACE = re.compile(r"[^\S\n](?:\n|\Z)")
+
+
+def _plain_text(value: str) -> bool:
+    """Whether both emitters write `value` as it is (a plain scalar, never folded)."""
+    return (len(value) < _FAST_PLAIN_MAX and _FAST_PLAIN.match(value) is not None
+            and (len(value) > 5 or _YAML12_NON_STRING.match(value) is None))
+
+
+def _literal_parts(value: str) -> tuple[str, str] | None:
+    """The header (``|`` or ``|-``) and the body of the block both emitters write for a multi-line `value`.
+
+    None when unsure: anything outside :data:`_C_SAFE`, leading spaces or a leading line
+    break (an indentation indicator), ``|+`` (more than one final line break), a tab or a
+    line ending in white space (not a literal, see :func:`_literal`) is left to libyaml.
+    The body's lines are indented by the caller; an empty line is written empty.
+    """
+    if value[0] == " " or value[0] == "\n" or value.endswith("\n\n") or "\t" in value:
+        return None
+    if value.isascii():     # printable ASCII and line breaks: the C-safe set
+        if " \n" in value or value[-1] == " " or not value.replace("\n", " ").isprintable():
+            return None
+    elif _C_SAFE.match(value) is None or _TRAILING_SPACE.search(value) is not None:
+        return None
+    return ("|", value[:-1]) if value[-1] == "\n" else ("|-", value)
+
+
 class _Direct:
-    """Block-style YAML written directly: the layout in Python, every scalar as libyaml writes it.
+    """Block-style YAML written directly, in one walk: the layout in Python, each scalar's text proven.
 
     PyYAML's emitter (and libyaml's) lays out block collections by a few fixed rules
     (``key: value``; a nested mapping on the next lines, 2 further in; a sequence in a
     mapping at the key's column; the first key of a mapping in a sequence on the ``- ``
     line; empty collections as ``{}`` / ``[]``); only a scalar's own text needs the
-    emitter's analysis. So the distinct scalars are written once, by libyaml, as one
-    sequence, and the document is assembled from those texts. A scalar written over
-    several lines other than as a ``|`` literal (a quoted one with line breaks) is left
-    to the emitter: :meth:`dump` returns None.
+    emitter's analysis. Numbers, booleans, null, strings of :data:`_FAST_PLAIN` and simple
+    ``|`` literals are written on the way; every other distinct string leaves a slot in
+    the output and is written once, by libyaml, in one sequence after the walk; the slots
+    are then filled. A scalar written over several lines other than as a ``|`` literal
+    (a quoted one with line breaks), a long one that might be folded at its column, or
+    anything :class:`_Nodes` refuses is left to the emitter: :meth:`dump` returns None.
     """
 
     def __init__(self, comments: Mapping[str, str] | None) -> None:
         self.comments = dict(comments or {})
-        self.nodes = _Nodes(None)
-        self.seen: dict[Any, Any] = {}          # render key -> the value
 
-    def collect(self, data: Any) -> None:
-        seen, style = self.seen, self.nodes.style
-        keys: set[str] = set()                   # checked as mapping keys
-
-        def walk(value: Any) -> None:
-            t = type(value)
-            if t is str:
-                if value not in seen:
-                    style(value)
-                    seen[value] = value
-            elif t is dict:
-                for k, v in value.items():
-                    if k not in keys:
-                        if (type(k) is not str or not k or "\n" in k or len(k.encode()) >= _C_MAX_KEY_BYTES
-                                or k in self.comments):
-                            raise _Unsafe
-                        keys.add(k)
-                        if k not in seen:
-                            style(k)
-                            seen[k] = k
-                    walk(v)
-            elif t is list or t is tuple:
-                for v in value:
-                    walk(v)
-            elif value is None or t is bool or t is int or t is float:
-                key = (t, repr(value))
-                if key not in seen:
-                    seen[key] = value
-            else:
-                raise _Unsafe
-
-        walk(data)
-
-    def dump(self, data: Any) -> str | None:
+    def dump(self, data: Any, head: str = "") -> str | None:
+        """The YAML text of `data` after `head` (header lines), or None: leave it to the emitter."""
         try:
-            self.collect(data)
+            return self._dump(data, head)
         except (_Unsafe, RecursionError):
             return None
-        keys = list(self.seen)
-        texts = _render([self.seen[k] for k in keys])
-        if texts is None:
-            return None
-        single: dict[Any, str] = {}
-        literal: dict[Any, str] = {}
-        for key, text in zip(keys, texts, strict=True):
-            if "\n" not in text:
-                single[key] = text
-            elif text.startswith("|"):
-                literal[key] = text
-            else:
-                return None
-        comments = {v: f"{v} # {c}" for v, c in self.comments.items() if single.get(v) == v}
-        out: list[str] = []
+
+    def _dump(self, data: Any, head: str) -> str | None:
+        comments = self.comments
+        keys: dict[str, str] = {}         # checked key -> its text ("" while libyaml has to write it)
+        values: dict[str, str] = {}       # single-line string -> its text as a value (comment included)
+        literals: dict[str, tuple[str, str]] = {}   # multi-line string -> its `|` block's parts
+        waiting: dict[str, None] = {}     # strings libyaml writes after the walk, in order
+        slots: list[tuple[int, str, int]] = []   # (index in out, string, column; -1 for a key)
+        out: list[str] = [head]
         append = out.append
 
-        def scalar(value: Any, col: int) -> str:
-            key = value if type(value) is str else (type(value), repr(value))
-            text = single.get(key)
-            if text is not None:
-                return comments[key] if comments and key in comments else text
-            text = literal[key]
-            return text.replace("\n  ", "\n" + " " * col + "  ") if col else text
+        def check(value: str) -> None:
+            if not _C_SAFE.match(value) or value == "\n" or value.endswith("\n\n"):
+                raise _Unsafe
 
-        def mapping(d: dict[str, Any], col: int, inline: bool) -> None:
+        def key_text(k: Any) -> str | None:
+            """A key's text, or None: it waits for libyaml."""
+            if k in keys:
+                return None
+            if type(k) is not str or not k or "\n" in k or (comments and k in comments):
+                raise _Unsafe
+            check(k)
+            if len(k.encode()) >= _C_MAX_KEY_BYTES:
+                raise _Unsafe
+            if _plain_text(k):
+                keys[k] = k
+                return k
+            keys[k] = ""
+            waiting[k] = None
+            return None
+
+        def value_text(v: str, col: int) -> str | None:
+            """A string's text as a value at `col` (a literal indented), or None: it waits for libyaml."""
+            parts = literals.get(v)
+            if parts is None:
+                if v in waiting:
+                    return None
+                if "\n" not in v:
+                    if _plain_text(v):
+                        text = values[v] = f"{v} # {comments[v]}" if comments and v in comments else v
+                        return text
+                    parts = None
+                else:
+                    parts = _literal_parts(v)
+                if parts is None:
+                    check(v)
+                    waiting[v] = None
+                    return None
+                literals[v] = parts
+            head, body = parts
+            indent = "\n" + " " * (col + 2)
+            if "\n\n" in body:
+                return head + "".join([indent + line if line else "\n" for line in body.split("\n")])
+            return head + indent + body.replace("\n", indent)
+
+        def other(v: Any, t: type) -> str:
+            """The text of a scalar that is not a string."""
+            if t is bool:
+                return "true" if v else "false"
+            if t is int:
+                return str(v)
+            if v is None:
+                return "null"
+            if t is float:
+                return _float_text(v)
+            raise _Unsafe
+
+        def mapping(d: dict[Any, Any], col: int, inline: bool) -> None:
+            if col > _DEEP:
+                raise _Unsafe
             pad = " " * col
             for k, v in d.items():
                 lead = "" if inline else pad
                 inline = False
+                kt = keys.get(k)
+                if not kt:
+                    kt = key_text(k)
+                    if kt is None:
+                        append(lead)
+                        slots.append((len(out), k, -1))
+                        append(k)
+                        lead = kt = ""
                 t = type(v)
-                if t is dict:
+                if t is str:
+                    vt = values.get(v)
+                    if vt is None:
+                        vt = value_text(v, col)
+                        if vt is None:
+                            append(f"{lead}{kt}: ")
+                            slots.append((len(out), v, col))
+                            append(v)
+                            append("\n")
+                            continue
+                    append(f"{lead}{kt}: {vt}\n")
+                elif t is dict:
                     if v:
-                        append(f"{lead}{single[k]}:\n")
+                        append(f"{lead}{kt}:\n")
                         mapping(v, col + 2, False)
                     else:
-                        append(f"{lead}{single[k]}: {{}}\n")
+                        append(f"{lead}{kt}: {{}}\n")
                 elif t is list or t is tuple:
                     if v:
-                        append(f"{lead}{single[k]}:\n")
+                        append(f"{lead}{kt}:\n")
                         sequence(v, col, False)
                     else:
-                        append(f"{lead}{single[k]}: []\n")
+                        append(f"{lead}{kt}: []\n")
                 else:
-                    append(f"{lead}{single[k]}: {scalar(v, col)}\n")
+                    append(f"{lead}{kt}: {other(v, t)}\n")
 
         def sequence(s: list[Any] | tuple[Any, ...], col: int, inline: bool) -> None:
+            if col > _DEEP:
+                raise _Unsafe
             pad = " " * col
             for v in s:
                 lead = "" if inline else pad
                 inline = False
                 t = type(v)
-                if t is dict:
+                if t is str:
+                    vt = values.get(v)
+                    if vt is None:
+                        vt = value_text(v, col)
+                        if vt is None:
+                            append(f"{lead}- ")
+                            slots.append((len(out), v, col))
+                            append(v)
+                            append("\n")
+                            continue
+                    append(f"{lead}- {vt}\n")
+                elif t is dict:
                     if v:
                         append(f"{lead}- ")
                         mapping(v, col + 2, True)
@@ -320,22 +414,38 @@ class _Direct:
                     else:
                         append(f"{lead}- []\n")
                 else:
-                    append(f"{lead}- {scalar(v, col)}\n")
+                    append(f"{lead}- {other(v, t)}\n")
 
-        try:
-            if type(data) is dict:
-                mapping(data, 0, False)
-            else:
-                sequence(data, 0, False)
-        except RecursionError:
-            return None
+        if type(data) is dict:
+            mapping(data, 0, False)
+        else:
+            sequence(data, 0, False)
+        if waiting:
+            order = list(waiting)
+            texts = _render(order)
+            if texts is None:
+                return None
+            rendered = dict(zip(order, texts, strict=True))
+            limit = _WIDTH - _FOLD_ROOM
+            for pos, v, col in slots:
+                text = rendered[v]
+                if "\n" in text:
+                    if col < 0 or text[0] != "|":
+                        return None
+                    if col:
+                        text = text.replace("\n  ", "\n" + " " * col + "  ")
+                elif len(text) + col > limit and (" " in text or "\\" in text):
+                    return None                 # might be folded at its real column
+                elif col >= 0 and comments and text == v and v in comments:
+                    text = f"{v} # {comments[v]}"
+                out[pos] = text
         return "".join(out)
 
 
-def _dump_direct(data: Any, comments: Mapping[str, str] | None) -> str | None:
+def _dump_direct(data: Any, comments: Mapping[str, str] | None, head: str = "") -> str | None:
     if _CDumper is None or type(data) not in (dict, list, tuple) or not data:
         return None
-    return _Direct(comments).dump(data)
+    return _Direct(comments).dump(data, head)
 
 
 def _dump_c(data: Any, comments: Mapping[str, str] | None) -> str | None:
@@ -370,14 +480,23 @@ def _dump_c(data: Any, comments: Mapping[str, str] | None) -> str | None:
 
 
 def _comment_by_scan(text: str, comments: Mapping[str, str]) -> str:
-    """Append `# <comment>` after each plain scalar in `comments` that ends its line (found by the YAML scanner)."""
-    lines = text.split("\n")
+    """Append `# <comment>` after each plain scalar in `comments` that ends its line (found by the YAML scanner).
+
+    Positions are the scanner's character offsets: its line numbers also count the NEL, LS
+    and PS characters a quoted scalar may hold, so they need not match ``text``'s lines.
+    """
+    out: list[str] = []
+    done = 0
     for token in yaml.scan(text, Loader=yaml.SafeLoader):
         if isinstance(token, yaml.ScalarToken) and token.plain and token.value in comments:
-            start, end = token.start_mark, token.end_mark
-            if start.line == end.line and lines[end.line][end.column:].strip() == "":
-                lines[end.line] = lines[end.line][:end.column] + f" # {comments[token.value]}"
-    return "\n".join(lines)
+            start, end = token.start_mark.index, token.end_mark.index
+            stop = text.find("\n", end)
+            stop = len(text) if stop < 0 else stop
+            if "\n" not in text[start:end] and text[end:stop].strip() == "":
+                out += (text[done:end], f" # {comments[token.value]}")
+                done = stop
+    out.append(text[done:])
+    return "".join(out)
 
 
 def dump_yaml(data: Any, *, header: str | None = None, comments: Mapping[str, str] | None = None) -> str:
@@ -388,16 +507,16 @@ def dump_yaml(data: Any, *, header: str | None = None, comments: Mapping[str, st
     written after them (`uses: org/action@<sha> # v1.2.3`): every plain scalar equal
     to a key of `comments` that ends its line gets ` # <comment>`.
     """
-    text = _dump_direct(data, comments)
-    if text is None:
-        text = _dump_c(data, comments)
+    head = "".join(f"# {line}".rstrip() + "\n" for line in header.splitlines()) if header else ""
+    text = _dump_direct(data, comments, head)     # the header written first: no copy of a long text
+    if text is not None:
+        return text
+    text = _dump_c(data, comments)
     if text is None:
         text = yaml.dump(data, Dumper=_Dumper, **_KW)
         if comments:
             text = _comment_by_scan(text, comments)
-    if header:
-        text = "".join(f"# {line}".rstrip() + "\n" for line in header.splitlines()) + text
-    return text
+    return head + text
 
 
 def dump_yaml_documents(docs: list[Any], *, header: str | None = None) -> str:

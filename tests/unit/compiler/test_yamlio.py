@@ -9,17 +9,25 @@ that the fast paths are really taken on ordinary data (so the equality is not va
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from mlprism._internal import yamlio
 from mlprism._internal.yamlio import (
+    _FAST_PLAIN,
     _KW,
+    _YAML12_NON_STRING,
     _comment_by_scan,
     _dump_c,
     _dump_direct,
     _Dumper,
+    _literal_parts,
+    _plain_text,
     dump_yaml,
 )
 
@@ -75,3 +83,117 @@ def test_data_the_c_emitter_writes_differently_goes_to_the_python_dumper() -> No
     for value in ({"k": "smile \U0001f600"}, {"k": "a\u2028b"}, {"": 1}, {"k": "\ufeffx"}):
         assert _dump_direct(value, None) is None and _dump_c(value, None) is None, value
         assert dump_yaml(value) == reference(value, None)
+
+
+# --- the direct writer's own scalar texts (no libyaml): plain words and `|` literals -------------
+
+_WORD_CHARS = "aZ_$/09.-{}()@+=*~"
+_NEAR_MISS = ":#,[]'\"\\!&|>%`?<\t\xa0é"
+candidates = st.one_of(
+    st.from_regex(r"[A-Za-z_$/][A-Za-z0-9_./${}()@+=*~-]*(?: [A-Za-z0-9_./${}()@+=*~-]+)*", fullmatch=True),
+    st.text(alphabet=_WORD_CHARS + _NEAR_MISS + " yesnoNOtruenull", min_size=1, max_size=14),
+    st.sampled_from(["y", "Y", "n", "N", "yes", "No", "ON", "off", "Off", "true", "False", "null", "NULL", "~",
+                     "_", "$", "/", "a-", "a -b", "a - b", "${{ x }}", "${{ !x }}", "a=b", "a{", "a}"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=candidates)
+def test_a_string_the_writer_calls_plain_is_written_as_itself_by_the_python_dumper(value: str) -> None:
+    if _plain_text(value):
+        assert yaml.dump([value], Dumper=_Dumper, **_KW) == f"- {value}\n"
+        if len(value) < 120:      # a longer key is not a simple key: never written by the direct writer
+            assert yaml.dump({value: value}, Dumper=_Dumper, **_KW) == f"{value}: {value}\n"
+    for doc in ({value: [value, {value: value}]}, [{"k": value}, value]):
+        assert dump_yaml(doc, comments=PINS) == reference(doc, PINS)
+
+
+_line = st.text(alphabet="ab #:'\"-\t\xa0é中\u3000", max_size=8)
+multiline = st.lists(_line, min_size=2, max_size=6).map("\n".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=multiline, depth=st.integers(min_value=0, max_value=3))
+def test_a_literal_the_writer_builds_is_the_python_dumpers(value: str, depth: int) -> None:
+    doc: Any = {"run": value, "steps": [value, {"x": value}]}
+    for _ in range(depth):
+        doc = {"k": [doc]}
+    assert dump_yaml(doc) == reference(doc, None)
+    parts = _literal_parts(value)
+    if parts is not None:
+        assert _dump_direct([value], None) == reference([value], None)
+
+
+def test_the_plain_fast_path_cannot_start_where_a_resolver_other_than_bool_or_null_does() -> None:
+    # PyYAML picks implicit resolvers by the first character; the words those may read as
+    # non-strings are exactly a list of words, all quoted by _YAML12_NON_STRING (which
+    # _plain_text excludes). A PyYAML that changed this table fails here, not in a workflow.
+    table = _Dumper.yaml_implicit_resolvers
+    assert None not in table
+    for first, resolvers in table.items():
+        if not _FAST_PLAIN.match(first):
+            continue
+        for tag, regexp in resolvers:
+            assert tag in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:null"), (first, tag)
+            pattern = re.sub(r"\s", "", regexp.pattern)
+            assert re.fullmatch(r"\^\(\?:[A-Za-z~|]*\)\$", pattern), pattern
+            for word in pattern[4:-2].split("|"):
+                assert word == "" or _YAML12_NON_STRING.match(word), word
+
+
+def test_plain_words_and_literals_need_no_libyaml(monkeypatch: pytest.MonkeyPatch) -> None:
+    def unused(values: list[str]) -> None:
+        raise AssertionError(f"libyaml asked for {values!r}")
+
+    monkeypatch.setattr(yamlio, "_render", unused)
+    doc = {"jobs": {f"s{i}": {"name": f"Run s{i}", "needs": [f"s{i - 1}"], "timeout-minutes": 30,
+                              "if": "${{ always() }}", "run": f"tar -xf s{i}.tar\nmlprism run --only s{i}\n",
+                              "with": {"path": f"out/s{i}.txt", "flag": True, "ratio": 0.5, "none": None}}
+                     for i in range(3)}}
+    assert _dump_direct(doc, PINS) == reference(doc, PINS)
+
+
+# --- long scalars: folded at the width by neither emitter, or left to the Python dumper ----------
+
+def _long(kind: str, n: int) -> str:
+    return {"plain": "x" * n, "spaced": ("word " * n)[:n].strip(), "single": "'" + "x" * n,
+            "single-spaced": ("'a b: " * n)[:n], "double": "x" * n + "\t" + "y" * 8,
+            "double-spaced": ("a\tb " * n)[:n], "json": '{"a": "' + "b" * n + '"}'}[kind]
+
+
+@settings(max_examples=120, deadline=None)
+@given(kind=st.sampled_from(["plain", "spaced", "single", "single-spaced", "double", "double-spaced", "json"]),
+       n=st.integers(min_value=2000, max_value=4300), depth=st.integers(min_value=0, max_value=150),
+       in_sequence=st.booleans())
+def test_long_scalars_at_any_column_give_the_reference_bytes(kind: str, n: int, depth: int,
+                                                             in_sequence: bool) -> None:
+    value = _long(kind, n)
+    doc: Any = [value] if in_sequence else {"key": value}
+    for _ in range(depth):
+        doc = {"k": doc}
+    expected = reference(doc, None)
+    assert dump_yaml(doc) == expected
+    out = _dump_direct(doc, None)
+    assert out is None or out == expected
+
+
+def test_a_long_json_select_stays_on_the_direct_path() -> None:
+    # the sweep's select spec in a Kubernetes workflow: once a 2,460-character string sent the
+    # whole document to the pure-Python dumper
+    select = json.dumps({"metric": "accuracy", "goal": "max", "metrics": [f"metrics/s{i}.json" for i in range(120)]})
+    assert len(select) > 2048
+    doc = {"spec": {"templates": [{"name": "select", "inputs": {"parameters": [{"name": "select", "value": select}]}}]}}
+    out = _dump_direct(doc, None)
+    assert out is not None and out == reference(doc, None)
+    spaced = {"k": "word " * 600}         # 3,000 characters at column 3: nothing to fold
+    assert _dump_direct(spaced, None) == reference(spaced, None)
+
+
+def test_a_pin_after_a_quoted_line_break_character_is_commented_on_its_own_line() -> None:
+    # the scanner counts NEL/LS/PS in a quoted scalar as line breaks: its line numbers are not
+    # the text's lines (this once raised IndexError or commented the wrong line)
+    pin = next(iter(PINS))
+    for odd in ("\x85", "\u2028", "\u2029", "a\x85b"):
+        text = dump_yaml([odd, [odd, pin], {"uses": pin}], comments=PINS)
+        assert text.endswith(f"  - {pin} # v4.2.2\n- uses: {pin} # v4.2.2\n"), text
+        assert text.count("# v4.2.2") == 2
