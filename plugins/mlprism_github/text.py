@@ -18,6 +18,7 @@ evaluated, so:
 
 from __future__ import annotations
 
+import functools
 import shlex
 
 from mlprism import Diagnostic, DiagnosticError
@@ -25,6 +26,7 @@ from mlprism import Diagnostic, DiagnosticError
 _OPEN = "${{"
 
 
+@functools.lru_cache(maxsize=1 << 16)       # a workflow repeats most words in every job
 def sh_word(text: str) -> str:
     """One shell word that bash reads as exactly `text`, with no `${{` in the script text."""
     if "\x00" in text:

@@ -702,20 +702,30 @@ _JOB_KEYS = ("name", "needs", "if", "runs-on", "environment", "permissions", "co
              "timeout-minutes", "strategy", "outputs", "steps")
 
 
+# (keys as built, conventional keys) -> the order to write them in, None when already in it
+_ORDERS: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[str, ...] | None] = {}
+
+
 def _ordered(d: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
-    extra = [k for k in d if k not in keys]
-    if extra:
-        raise AssertionError(f"unexpected keys {extra}")
-    return {k: d[k] for k in keys if k in d}
+    """`d` with its keys in the order of `keys` (`d` itself when they are; a workflow has a few key sets)."""
+    have = tuple(d)
+    try:
+        order = _ORDERS[have, keys]
+    except KeyError:
+        extra = [k for k in d if k not in keys]
+        if extra:
+            raise AssertionError(f"unexpected keys {extra}") from None
+        wanted = tuple(k for k in keys if k in d)
+        order = _ORDERS[have, keys] = None if wanted == have else wanted
+    return d if order is None else {k: d[k] for k in order}
 
 
 def _tidy(wf: dict[str, Any]) -> dict[str, Any]:
-    """Jobs and steps with their keys in one conventional order."""
+    """Jobs and steps with their keys in one conventional order (the input is left as it is)."""
     jobs = {}
     for name, job in wf["jobs"].items():
         job = _ordered(job, _JOB_KEYS)
-        job["steps"] = [_ordered(step, _STEP_KEYS) for step in job["steps"]]
-        jobs[name] = job
+        jobs[name] = {**job, "steps": [_ordered(step, _STEP_KEYS) for step in job["steps"]]}
     return {**wf, "jobs": jobs}
 
 
