@@ -4,9 +4,9 @@
     .venv/bin/python benchmarks/compiler_bench.py --sizes 10000 --shapes mix --runs 3 --jobs 1
     .venv/bin/python benchmarks/compiler_bench.py --profile mix:10000 --target kubernetes   # cProfile, in process
 
-Each run is a whole process, `mlprism compile SPEC --target T --timings` (targets as
-`benchmarks/run.py` compiles them: every installed one; for `mix`, the ones that take
-sweeps), on the workloads of `benchmarks/specs.py`. The table shows, per stage, the
+Each run is a whole process, `mlprism compile SPEC --target T --timings` (timed by
+`benchmarks/run.py`'s `measure`; targets as run.py compiles them: every installed one that
+can express the shape), on the workloads of `benchmarks/specs.py`. The table shows, per stage, the
 median over the runs of the seconds the compiler itself reports (`--timings`), then the
 process's wall time, CPU time and peak RSS. `emit <target>` is measured where the target
 ran: with `--jobs` > 1 targets run side by side and `emit (N workers)` is their wall time.
@@ -17,26 +17,19 @@ the slow stage.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import specs  # noqa: E402
+from run import compile_all_argv, measure, mlprism_bin  # noqa: E402
 
-SWEEP_TARGETS = ("github-actions", "kubernetes", "local")       # mix uses sweeps: docker and make refuse them
 _TIMING = re.compile(r"^timing: (\S.*?)\s+(\d+\.\d+) s$")
-
-
-def mlprism() -> str:
-    exe = Path(sys.executable).with_name("mlprism")
-    return str(exe) if exe.exists() else "mlprism"
 
 
 def write_spec(directory: Path, shape: str, n: int) -> Path:
@@ -44,33 +37,24 @@ def write_spec(directory: Path, shape: str, n: int) -> Path:
     return specs.write_mlprism_project(specs.generate(shape, n), directory)
 
 
-def targets_for(shape: str, target: str) -> list[str]:
-    if target != "all":
-        return [target]
-    return list(SWEEP_TARGETS) if shape == "mix" else ["all"]
+def target_args(shape: str, target: str) -> list[str]:
+    """`--target` arguments: one target, or every one that can express the shape (as run.py compiles it)."""
+    return ["--target", target] if target != "all" else compile_all_argv(shape)[0]
 
 
 def compile_once(spec: Path, targets: list[str], jobs: int | None) -> tuple[dict[str, float], float, float, int]:
     """(stage seconds, wall, CPU, peak RSS KiB) of one `mlprism compile --timings` process."""
-    args = [mlprism(), "compile", str(spec), "--out", str(spec.parent / "gen"), "--timings"]
-    for t in targets:
-        args += ["--target", t]
+    args = [*mlprism_bin(), "compile", str(spec), "--out", str(spec.parent / "gen"), "--timings", *targets]
     if jobs is not None:
         args += ["--jobs", str(jobs)]
-    r, w = os.pipe()
-    start = time.perf_counter()
-    pid = os.posix_spawn(args[0], args, os.environ,
-                         file_actions=[(os.POSIX_SPAWN_DUP2, w, 2),
-                                       (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)])
-    os.close(w)
-    with os.fdopen(r) as stream:
-        err = stream.read()
-    _, status, usage = os.wait4(pid, 0)
-    wall = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"compile failed on {spec}:\n{err}")
-    stages = {m.group(1): float(m.group(2)) for m in map(_TIMING.match, err.splitlines()) if m}
-    return stages, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss
+    log = spec.parent / "compile.log"
+    log.unlink(missing_ok=True)
+    sample = measure(args, spec.parent, log=log)
+    text = log.read_text()
+    if sample.rc != 0:
+        raise SystemExit(f"compile failed on {spec}:\n{text}")
+    stages = {m.group(1): float(m.group(2)) for m in map(_TIMING.match, text.splitlines()) if m}
+    return stages, sample.wall, sample.cpu, sample.rss_kib
 
 
 def bench(shapes: list[str], sizes: list[int], runs: int, target: str, jobs: int | None) -> str:
@@ -79,7 +63,7 @@ def bench(shapes: list[str], sizes: list[int], runs: int, target: str, jobs: int
         for n in sizes:
             for shape in shapes:
                 spec = write_spec(Path(tmp) / f"{shape}-{n}", shape, n)
-                cells.append((shape, n, [compile_once(spec, targets_for(shape, target), jobs) for _ in range(runs)]))
+                cells.append((shape, n, [compile_once(spec, target_args(shape, target), jobs) for _ in range(runs)]))
     stages: list[str] = []
     for _, _, measured in cells:
         stages += [s for s in measured[0][0] if s not in stages]
@@ -105,9 +89,7 @@ def profile(shape: str, n: int, target: str, top: int) -> None:
 
     with tempfile.TemporaryDirectory(prefix="mlprism-prof-") as tmp:
         spec = write_spec(Path(tmp) / "p", shape, n)
-        args = ["compile", str(spec), "--out", str(spec.parent / "gen"), "--jobs", "1"]
-        for t in targets_for(shape, target):
-            args += ["--target", t]
+        args = ["compile", str(spec), "--out", str(spec.parent / "gen"), "--jobs", "1", *target_args(shape, target)]
         prof = cProfile.Profile()
         with contextlib.redirect_stdout(io.StringIO()):
             prof.enable()
