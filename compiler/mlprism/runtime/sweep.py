@@ -46,7 +46,7 @@ from mlprism.runtime.executor import (
 from mlprism.runtime.ledger import new_run_id
 from mlprism.runtime.lockfile import lock_document, read_lock, render_document, write_lock
 
-__all__ = ["hydra_value", "link_workspace", "run_sweep", "split_sweep_overrides", "sweep_grid"]
+__all__ = ["link_workspace", "run_sweep", "split_sweep_overrides", "sweep_grid"]
 
 Dim = tuple[str, list[str]]          # (override key, ["key=value", …])
 
