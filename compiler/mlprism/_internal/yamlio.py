@@ -109,7 +109,7 @@ else:  # pragma: no cover - PyYAML without libyaml
     _CDumper = None
 
 
-def _float_text(value: float) -> str:
+def float_text(value: float) -> str:
     """How PyYAML's SafeRepresenter writes a float (a plain scalar its resolver reads back as a float)."""
     if value != value:
         return ".nan"
@@ -181,7 +181,7 @@ class _Nodes:
         if value is None:
             return ScalarNode(_NULL, "null")
         if t is float:
-            return ScalarNode(_FLOAT, _float_text(value))
+            return ScalarNode(_FLOAT, float_text(value))
         raise _Unsafe
 
     def placeholder(self, value: str) -> str:
@@ -337,7 +337,7 @@ class _Direct:
             if v is None:
                 return "null"
             if t is float:
-                return _float_text(v)
+                return float_text(v)
             raise _Unsafe
 
         def mapping(d: dict[Any, Any], col: int, inline: bool) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import glob
 import json
-import math
 import os
 import re
 import uuid
@@ -23,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from mlprism._internal.yamlio import float_text
 
 __all__ = ["LOCK_VERSION", "lock_document", "lock_path", "read_lock", "render_document", "render_lock", "write_lock"]
 
@@ -160,14 +161,7 @@ def _scalar(value: Any) -> str:
     if type(value) is int:
         return str(value)
     if type(value) is float:
-        if value != value:
-            return ".nan"
-        if value in (math.inf, -math.inf):
-            return ".inf" if value > 0 else "-.inf"
-        text = repr(value).lower()
-        if "." not in text and "e" in text:
-            text = text.replace("e", ".0e", 1)
-        return text
+        return float_text(value)
     raise _Unsupported
 
 
