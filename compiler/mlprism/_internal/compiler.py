@@ -121,7 +121,7 @@ def load_pipeline(spec: str | os.PathLike[str], overrides: Sequence[str] = (), *
                                        Severity.WARNING))
     clock.lap("validate")
     # 4. lower
-    locations = collect_locations(composed.raw, composed.locate)
+    locations = collect_locations(composed.raw, composed.locate, locate_many=composed.locate_many)
     pipeline = lower(config, composed.raw, spec_file=spec_path.name, overrides=tuple(overrides),
                      choices=composed.choices, locations=locations)
     clock.lap("lower")

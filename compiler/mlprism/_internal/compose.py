@@ -131,14 +131,11 @@ def locate_many(dotteds: Iterable[str], overrides: Sequence[str], maps: Sequence
                 out[dotted] = loc
         return out
     make = _new_location
-    tables = [(smap.file, smap.keys, smap.values, smap.block) for smap in maps]
     for dotted in dotteds:
-        for file, keys, values, block in tables:      # SourceMap.lookup(dotted, "auto"), map by map
-            kpos = keys.get(dotted)
-            vpos = values.get(dotted)
-            pos = kpos if kpos is not None and (vpos is None or dotted in block) else vpos
+        for smap in maps:                             # SourceMap.lookup(dotted, "auto"), map by map
+            pos = smap.position(dotted)
             if pos is not None:
-                out[dotted] = pos if isinstance(pos, Location) else make(file, pos[0], pos[1])
+                out[dotted] = pos if isinstance(pos, Location) else make(smap.file, pos[0], pos[1])
                 break
         else:
             loc = locate(dotted, (), maps)        # not in any map: the nearest enclosing key's position

@@ -102,15 +102,19 @@ class SourceMap:
     def _at(self, pos: Any) -> Location:
         return pos if isinstance(pos, Location) else Location(self.file, pos[0], pos[1])
 
-    def lookup(self, dotted: str, prefer: str = "auto") -> Location | None:
-        """The position of `dotted`: `prefer` is "auto" (see above), "key" or "value"."""
+    def position(self, dotted: str, prefer: str = "auto") -> Any:
+        """Where `dotted` is, as stored (``(line, col)`` or a Location), or None: `prefer` is "auto" (see
+        above), "key" or "value"."""
         kpos = self.keys.get(dotted)
         vpos = self.values.get(dotted)
         if kpos is not None and (prefer == "key" or vpos is None or (prefer == "auto" and dotted in self.block)):
-            return self._at(kpos)
-        if vpos is not None:
-            return self._at(vpos)
-        return None
+            return kpos
+        return vpos
+
+    def lookup(self, dotted: str, prefer: str = "auto") -> Location | None:
+        """The position of `dotted` as a Location (see :meth:`position`)."""
+        pos = self.position(dotted, prefer)
+        return None if pos is None else self._at(pos)
 
     def value_location(self, dotted: str) -> Location | None:
         pos = self.values.get(dotted)

@@ -148,11 +148,12 @@ def lower(config: dict[str, Any], raw: dict[str, Any], *, spec_file: str, overri
 
 
 @without_gc
-def collect_locations(raw: dict[str, Any], locate: Locate, depth: int = 4) -> dict[str, Location]:
+def collect_locations(raw: dict[str, Any], locate: Locate, depth: int = 4, *,
+                      locate_many: Callable[[list[str]], dict[str, Location]] | None = None) -> dict[str, Location]:
     """Locations of every key down to `depth` levels (steps.<name>.<key>.<index>).
 
-    `locate` is asked once per key, or — when it is a :class:`Composed`'s — all keys at once
-    (``locate_many``, the same answers).
+    `locate` is asked once per key; `locate_many` (:meth:`Composed.locate_many`: the same
+    answers, in bulk), when given, for all keys at once.
     """
     dotteds: list[str] = []
     add = dotteds.append
@@ -173,9 +174,8 @@ def collect_locations(raw: dict[str, Any], locate: Locate, depth: int = 4) -> di
                 walk(v, dotted + "." if dotted else "", level + 1)
 
     walk(raw, "", 1)
-    many = getattr(getattr(locate, "__self__", None), "locate_many", None)
-    if many is not None:
-        return many(dotteds)  # type: ignore[no-any-return]
+    if locate_many is not None:
+        return locate_many(dotteds)
     out: dict[str, Location] = {}
     for dotted in dotteds:
         loc = locate(dotted)

@@ -45,7 +45,7 @@ def test_locate_many_answers_as_locate(case: str, overrides: list[str]) -> None:
     got = composed.locate_many(dotteds)
     assert list(got.items()) == list(expected.items())
     # collect_locations: the bulk path and the one-by-one path agree
-    bulk = collect_locations(composed.raw, composed.locate)
+    bulk = collect_locations(composed.raw, composed.locate, locate_many=composed.locate_many)
     one_by_one = collect_locations(composed.raw, lambda d: composed.locate(d))
     assert list(bulk.items()) == list(one_by_one.items()) and bulk
 
