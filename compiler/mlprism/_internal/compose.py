@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from mlprism._internal.load import Loaded, SourceMap, load_file, load_text, without_gc
+from mlprism._internal.overrides import hydra_quote
 from mlprism.diagnostics import Diagnostic, DiagnosticError, Location, Severity, did_you_mean
 
 _INTERP = re.compile(r"\$\{")
@@ -142,10 +143,6 @@ def locate_many(dotteds: Iterable[str], overrides: Sequence[str], maps: Sequence
             if loc is not None:
                 out[dotted] = loc
     return out
-
-
-def _quote_hydra(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 _OVERRIDE_HINT = ("use KEY=VALUE (e.g. `params.lr=0.1`), `+KEY=VALUE` to add, `~KEY` to delete, GROUP=OPTION "
@@ -718,7 +715,7 @@ def _hydra_compose(spec_path: Path, primary: dict[str, Any], overrides: Sequence
         # Hydra's own config groups only fill the `hydra` node, which is dropped below: skip loading them.
         hydra_overrides[:0] = [f"~hydra/{group}" for group in _HYDRA_GROUPS]
     if searchpath:
-        hydra_overrides.insert(0, f"hydra.searchpath=[{','.join(_quote_hydra(p) for p in searchpath)}]")
+        hydra_overrides.insert(0, f"hydra.searchpath=[{','.join(hydra_quote(p, resolved=False) for p in searchpath)}]")
     store = ConfigStore.instance()
     GlobalHydra.instance().clear()
     caught: list[warnings.WarningMessage] = []

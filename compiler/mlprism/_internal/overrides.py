@@ -56,9 +56,13 @@ def hydra_key(key: Any) -> str:
     return text
 
 
-def hydra_quote(text: str) -> str:
+def hydra_quote(text: str, *, resolved: bool = True) -> str:
     """`text` single-quoted for Hydra: quotes escaped, backslashes doubled only before a quote, the
-    end or `${` (elsewhere Hydra keeps them as they are), and `${` escaped (no interpolation)."""
+    end or `${` (elsewhere Hydra keeps them as they are), and `${` escaped (no interpolation).
+
+    `resolved=False` is for a value OmegaConf never resolves (``hydra.searchpath``): its `${` is
+    already literal, and escaping it would leave the backslash in.
+    """
     out = []
     i = 0
     while i < len(text):
@@ -69,12 +73,12 @@ def hydra_quote(text: str) -> str:
                 j += 1
             run = text[i:j]
             nxt = text[j] if j < len(text) else ""
-            out.append(run * 2 if nxt in ("'", "") or text.startswith("${", j) else run)
+            out.append(run * 2 if nxt in ("'", "") or (resolved and text.startswith("${", j)) else run)
             i = j
             continue
         if ch == "'":
             out.append("\\'")
-        elif text.startswith("${", i):
+        elif resolved and text.startswith("${", i):
             out.append("\\$")
         else:
             out.append(ch)

@@ -273,3 +273,14 @@ def test_bad_overrides_point_at_the_override(spec: Path, overrides: list[str], c
     assert d.location is not None and d.location.override == overrides[0]
     if hint:
         assert d.hint is not None and d.hint.startswith(hint)
+
+
+@pytest.mark.parametrize("dirname", ["it's a dir", "back\\slash", "dollar${x}", "end\\", "mix\\'${y}"])
+def test_config_groups_are_found_whatever_the_directory_is_called(dirname: str, tmp_path: Path) -> None:
+    """The conf/ directory reaches Hydra's search path quoted: quotes, backslashes and `${` stay as they are."""
+    import shutil
+
+    project = tmp_path / dirname
+    shutil.copytree(GOLDEN / "full", project)
+    composed = compose(project / "pipeline.yaml", ["env=prod"])
+    assert composed.choices == {"env": "prod"}
