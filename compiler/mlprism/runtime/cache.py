@@ -194,11 +194,15 @@ class Cache:
         return self.tmp / f"{_unique()}{suffix}"
 
     # -- objects -------------------------------------------------------------------
+    def _object_file(self, digest: str) -> str:
+        """The object's path as a string (the hot checks skip building a Path)."""
+        return f"{self._objects_str}/{digest[:2]}/{digest[2:]}"
+
     def object_path(self, digest: str) -> Path:
-        return self.objects / digest[:2] / digest[2:]
+        return Path(self._object_file(digest))
 
     def has_object(self, digest: str) -> bool:
-        return os.path.exists(f"{self._objects_str}/{digest[:2]}/{digest[2:]}")
+        return os.path.exists(self._object_file(digest))
 
     def _put_file(self, src: Path, digest: str) -> None:
         if self.has_object(digest):
@@ -294,8 +298,11 @@ class Cache:
                 shutil.rmtree(build, ignore_errors=True)
 
     # -- step records --------------------------------------------------------------
+    def _record_file(self, fingerprint: str) -> str:
+        return f"{self._steps_str}/{fingerprint[:2]}/{fingerprint[2:]}.json"
+
     def record_path(self, fingerprint: str) -> Path:
-        return self.steps / fingerprint[:2] / f"{fingerprint[2:]}.json"
+        return Path(self._record_file(fingerprint))
 
     def get_record(self, fingerprint: str) -> StepRecord | None:
         try:
@@ -304,7 +311,7 @@ class Cache:
             pass
         record: StepRecord | None = None
         try:
-            fd = os.open(f"{self._steps_str}/{fingerprint[:2]}/{fingerprint[2:]}.json", os.O_RDONLY)
+            fd = os.open(self._record_file(fingerprint), os.O_RDONLY)
         except OSError:
             pass
         else:
