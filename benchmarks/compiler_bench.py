@@ -110,11 +110,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", metavar="SHAPE:N", help="cProfile one in-process compile instead")
     ap.add_argument("--top", type=int, default=40, help="rows of the profile")
     args = ap.parse_args(argv)
+    profiled, _, n = (args.profile or "").partition(":")
+    shapes = [profiled] if args.profile else [s for s in args.shapes.split(",") if s]
+    unknown = [s for s in shapes if s not in specs.SHAPES]
+    if unknown:
+        ap.error(f"unknown shape(s) {', '.join(unknown)}; choose from {', '.join(specs.SHAPES)}")
     if args.profile:
-        shape, _, n = args.profile.partition(":")
-        profile(shape, int(n or 1000), args.target, args.top)
+        profile(profiled, int(n or 1000), args.target, args.top)
         return 0
-    shapes = [s for s in args.shapes.split(",") if s]
     print(bench(shapes, [int(x) for x in args.sizes.split(",")], args.runs, args.target, args.jobs))
     return 0
 
