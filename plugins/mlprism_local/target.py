@@ -116,7 +116,8 @@ class LocalTarget(mlprism.Target):
         "retries": "a failed step is retried with exponential backoff",
         "timeouts": "a step past its timeout is killed with its whole process group",
         "resources": "a step's cpu request is the number of -j slots it takes (memory is not enforced)",
-        "sweeps": "every combination runs in its own workspace, in parallel; shared steps run once",
+        "sweeps": "the combinations run in parallel, the first in the project, the others in workspaces; "
+                  "shared steps run once, by the first",
         "gates": "a failed gate fails the step and stops everything downstream; nothing is registered",
         "registry": "the model is registered in .mlprism/registry.db after `register_after` and its gates",
         "serve": "`mlprism serve` serves the registered model over HTTP on this machine",

@@ -468,6 +468,85 @@ class GraphIndex:
                    {n: i for i, n in enumerate(steps)})
 
 
+class SharedSteps:
+    """The steps a sweep's combinations have in common, run once, by the first combination (the leader).
+
+    A step is shared when every combination compiled it the same way (equal IR step,
+    equal values of the params it uses, the same environment), caches, is not forced,
+    and every step upstream of it is shared too: then every combination computes the
+    same fingerprint for it. The leader runs in the project directory; a follower
+    (every other combination, in its own workspace) holds a shared step back until the
+    leader has finished it, then takes it from the cache like any cached step, so the
+    shared work runs once and its outputs land in the project once, instead of being
+    scattered over the workspaces by whichever combination got there first.
+    """
+
+    def __init__(self, names: frozenset[str]) -> None:
+        self.names = names
+        self._done: dict[str, StepResult | None] = {}
+        self._lock = threading.Lock()
+        self._wakers: list[Callable[[], None]] = []
+
+    @classmethod
+    def of(cls, pipelines: Sequence[Pipeline], selected: Sequence[str], forced: set[str]) -> SharedSteps:
+        first = pipelines[0]
+        index = GraphIndex.of(first)
+        flats = [p.flat_params() for p in pipelines]
+        same_env = all(p.environment == first.environment for p in pipelines[1:])
+        names: set[str] = set()
+        if same_env and len(pipelines) > 1:
+            steps = [{s.name: s for s in p.steps} for p in pipelines]
+            sel = set(selected)
+            for name in _upstream_first(index, sel):
+                step = steps[0][name]
+                if not step.cache or name in forced or any(u not in names for u in index.ups[name]):
+                    continue
+                used = step_params(first, step, flats[0])
+                if all(other.get(name) == step and step_params(p, step, flat) == used
+                       for other, p, flat in zip(steps[1:], pipelines[1:], flats[1:], strict=True)):
+                    names.add(name)
+        return cls(frozenset(names))
+
+    def follow(self, wake: Callable[[], None]) -> None:
+        """A follower's loop asks to be woken whenever the leader finishes a shared step."""
+        with self._lock:
+            self._wakers.append(wake)
+
+    def done(self, name: str) -> bool:
+        with self._lock:
+            return name in self._done
+
+    def result(self, name: str) -> StepResult | None:
+        """The leader's result for a shared step it finished well (ran, or found in the cache)."""
+        with self._lock:
+            r = self._done.get(name)
+        return r if r is not None and r.ok and r.fingerprint and r.status != "would-run" else None
+
+    def finished(self, name: str, result: StepResult | None) -> None:
+        """The leader is done with a step (``result`` None: it never got to it): wake the followers."""
+        with self._lock:
+            self._done.setdefault(name, result)
+            wakers = list(self._wakers)
+        for wake in wakers:
+            wake()
+
+
+def _upstream_first(index: GraphIndex, names: set[str]) -> list[str]:
+    """``names`` ordered so that each step comes after its upstream steps among ``names``."""
+    waiting = {n: sum(1 for u in index.ups[n] if u in names) for n in names}
+    todo = sorted((n for n, k in waiting.items() if k == 0), key=index.order.__getitem__, reverse=True)
+    out: list[str] = []
+    while todo:
+        n = todo.pop()
+        out.append(n)
+        for d in index.downs[n]:
+            if d in waiting:
+                waiting[d] -= 1
+                if waiting[d] == 0:
+                    todo.append(d)
+    return out
+
+
 def _closure(index: GraphIndex, start: str, down: bool) -> set[str]:
     seen = {start}
     todo = [start]
@@ -905,7 +984,8 @@ class Run:
 
     def __init__(self, session: Session, workdir: Path, pipeline: Pipeline, options: RunOptions, run_id: str, *,
                  write_lock: bool = True, register: bool = True, parent: str | None = None,
-                 info: Mapping[str, Any] | None = None, lazy: bool = False) -> None:
+                 info: Mapping[str, Any] | None = None, lazy: bool = False,
+                 share: SharedSteps | None = None, leader: bool = False) -> None:
         self.s = session
         self.workdir = workdir
         self.pipeline = pipeline
@@ -941,6 +1021,9 @@ class Run:
         self.deferred: dict[str, OutputEntry] = {}
         self._deferred_dirs: set[str] = set()
         self._deferred_lock = threading.RLock()      # the loop defers, workers materialize before launching
+        # a sweep's shared steps (see SharedSteps): the leader runs them, a follower waits for it
+        self.share = share
+        self.leader = leader
 
     # -- helpers ------------------------------------------------------------------------
     def _rel(self, path: Path) -> str:
@@ -1081,13 +1164,24 @@ class Run:
         waiting = {n: sum(1 for u in index.ups[n] if u in sel) for n in self.selected}
         ready = [(order[n], n) for n in self.selected if waiting[n] == 0]
         heapq.heapify(ready)
-        done_q: queue.SimpleQueue[StepResult] = queue.SimpleQueue()
+        done_q: queue.SimpleQueue[StepResult | None] = queue.SimpleQueue()     # None: the leader finished a step
         running = 0
         stop = False
         dirty = False
         last_commit = time.monotonic()
         display = self.s.display
         jobs = self.s.jobs
+        share = self.share or SharedSteps(frozenset())
+        # a follower's shared steps wait for the leader (parked), then take its result
+        follow = share.names if not self.leader else frozenset()
+        parked: list[str] = []
+        if follow:
+            share.follow(lambda: done_q.put(None))
+
+        def woken() -> None:
+            for name in [n for n in parked if share.done(n)]:
+                parked.remove(name)
+                heapq.heappush(ready, (order[name], name))
 
         def submit(name: str, decision: Decision) -> None:
             def work() -> None:
@@ -1106,6 +1200,8 @@ class Run:
             nonlocal stop, dirty
             self._finish(result)
             dirty = True
+            if self.leader and result.name in share.names:
+                share.finished(result.name, result)
             if result.ok:
                 for d in downs[result.name]:
                     waiting[d] -= 1
@@ -1120,9 +1216,17 @@ class Run:
                     while ready and not stop and running < jobs:
                         _, name = heapq.heappop(ready)
                         step = index.steps[name]
+                        if name in follow:
+                            if not share.done(name):
+                                parked.append(name)
+                                continue
+                            lead = share.result(name)
+                            if lead is not None:
+                                finish(self._shared(step, lead))
+                                continue
                         try:
                             if self.deferred and self._reads_deferred(step):
-                                self._materialize()
+                                self._materialize(step)
                             decision = planner.decide(step)
                         except OSError as exc:
                             finish(StepResult(name, "failed", code="MLP410", error=f"cannot hash inputs: {exc}"))
@@ -1139,35 +1243,58 @@ class Run:
                             planner.predicted.pop(posixpath.normpath(o), None)
                         running += 1
                         submit(name, decision)
-                    if running == 0:
+                    if running == 0 and (stop or not parked):
                         break
                     if dirty and time.monotonic() - last_commit > COMMIT_EVERY:
                         self.s.ledger.commit()
                         dirty = False
                         last_commit = time.monotonic()
                     try:
-                        result = done_q.get(timeout=0.1)
+                        item = done_q.get(timeout=0.1)
                     except queue.Empty:
                         display.tick()
                         continue
-                    running -= 1
-                    finish(result)
                     while True:
+                        if item is None:
+                            woken()
+                        else:
+                            running -= 1
+                            finish(item)
                         try:
-                            result = done_q.get_nowait()
+                            item = done_q.get_nowait()
                         except queue.Empty:
                             break
-                        running -= 1
-                        finish(result)
                     display.tick()
             except BaseException:
                 self.s.terminate()
                 while running:
-                    finish(done_q.get())
-                    running -= 1
+                    item = done_q.get()
+                    if item is not None:
+                        finish(item)
+                        running -= 1
                 raise
+            finally:
+                if self.leader:
+                    for name in sorted(share.names - self.results.keys()):
+                        share.finished(name, None)          # release the followers, whatever happened here
 
     # -- deferred outputs (lazy workspaces) -----------------------------------------------------
+    def _shared(self, step: Step, lead: StepResult) -> StepResult:
+        """A follower's result for a shared step the leader finished: the same fingerprint, outputs left in the cache.
+
+        Equal step definitions over equal upstream outputs give the leader's fingerprint
+        (see SharedSteps): no need to hash inputs or read the cache record again.
+        """
+        with self._deferred_lock:
+            for key, entry in lead.outputs.items():
+                key = posixpath.normpath(key)
+                self.deferred[key] = self.planner.predicted[key] = entry
+                self._add_deferred_dirs(key)
+        now = time.time()
+        return StepResult(step.name, "cached", lead.fingerprint, cache_hit=True, metrics=dict(lead.metrics),
+                          reason="up to date (outputs in the cache)", started=now, ended=now,
+                          inputs=dict(lead.inputs), outputs=dict(lead.outputs))
+
     def _defer(self, step: Step, decision: Decision) -> bool:
         """Leave a cache-answered step's missing outputs in the cache for now; False if it must be restored."""
         record = decision.record
@@ -1179,21 +1306,26 @@ class Run:
                        current: Mapping[str, Digest]) -> bool:
         if step.metrics and not record.metrics:
             return False                     # its metrics are read from the file: restore it
-        if any(current[p].exists for p in paths):
+        if not self.leader and any(current[p].exists for p in paths):
             return False                     # something is there (changed): put the recorded version back
+        # a sweep's leader runs in the project, whose files are the previously selected combination's:
+        # they stay until a step of the leader reads them, or the selected combination's are restored
         predicted = self.planner.predicted
         with self._deferred_lock:
             for p in paths:
                 key = posixpath.normpath(p)
                 self.deferred[key] = predicted[key] = record.outputs[p]
-                while True:
-                    key = posixpath.dirname(key) or "."
-                    if key in self._deferred_dirs:
-                        break
-                    self._deferred_dirs.add(key)
-                    if key == ".":
-                        break
+                self._add_deferred_dirs(key)
         return True
+
+    def _add_deferred_dirs(self, key: str) -> None:
+        while True:
+            key = posixpath.dirname(key) or "."
+            if key in self._deferred_dirs:
+                break
+            self._deferred_dirs.add(key)
+            if key == ".":
+                break
 
     def _reads_deferred(self, step: Step) -> bool:
         """Whether a step reads a directory holding deferred outputs, or a path inside a deferred directory."""
@@ -1209,13 +1341,36 @@ class Run:
                     return True
         return False
 
-    def _materialize(self) -> None:
-        """Restore every deferred output into the workspace (before a step runs there)."""
+    def _materialize(self, step: Step) -> None:
+        """Restore the deferred outputs ``step`` reads into the workspace (before it is hashed or runs there).
+
+        That is every deferred output that is one of its declared inputs, lies inside an input
+        directory, or is a directory holding an input: what the step is promised, as on every
+        other target (a CI job or a pod gets its declared inputs). Other deferred outputs stay in
+        the cache, so a combination that runs a few steps of a big sweep copies a few files.
+        """
         with self._deferred_lock:
-            for rel in sorted(self.deferred):
-                self.s.cache.restore(self.workdir / rel, self.deferred[rel])
-                del self.deferred[rel]
+            wanted = []
+            for i in step.inputs:
+                key = posixpath.normpath(i)
+                if key in self.deferred:
+                    wanted.append(key)
+                    continue
+                if key == "." or key in self._deferred_dirs:
+                    prefix = "" if key == "." else key + "/"
+                    wanted += [k for k in self.deferred if k.startswith(prefix)]
+                while "/" in key:
+                    key = key.rsplit("/", 1)[0]
+                    if key in self.deferred:
+                        wanted.append(key)
+                        break
+            if not wanted:
+                return
+            for rel in sorted(set(wanted)):
+                self.s.cache.restore(self.workdir / rel, self.deferred.pop(rel))
             self._deferred_dirs.clear()
+            for rel in self.deferred:
+                self._add_deferred_dirs(rel)
 
     # -- per step -------------------------------------------------------------------------
     def _metrics_of(self, step: Step, record: StepRecord | None) -> dict[str, float]:
@@ -1270,7 +1425,7 @@ class Run:
                         return self._restore(step, decision, record, bad)
             if self.deferred:
                 try:
-                    self._materialize()          # the step runs here: every output known so far is put in place
+                    self._materialize(step)      # the step runs here: the deferred outputs it reads are put in place
                 except OSError as exc:
                     return StepResult(step.name, "failed", fp, code="MLP001",
                                       error=f"cannot restore outputs from the cache: {exc}")

@@ -1,4 +1,4 @@
-"""Sweeps: every combination of swept params as its own run, in its own workspace.
+"""Sweeps: every combination of swept params as its own run.
 
 The grid comes from the spec's ``sweep.params`` (keys under ``params``) and from
 Hydra multirun overrides on the command line (``mlprism run SPEC -m
@@ -6,20 +6,24 @@ params.lr=0.1,0.01``; Hydra's own override grammar, so ``range(…)`` and
 ``choice(…)`` work too). A key fixed by a plain command-line override leaves
 the grid; a key swept on the command line replaces the spec's values.
 
-Each combination is compiled with its overrides and runs in
+Each combination is compiled with its overrides. The first (the leader) runs in
+the project directory, like a plain ``mlprism run``; every other one runs in
 ``.mlprism/sweeps/<sweep-id>/<n>/``: a tree of relative symlinks to the
 project's files, where every declared output and metrics file (and the
 directories holding them) are real, so runs never write into each other or
 into the project. The runs share one process: one project lock, one cache,
-one ledger, and ``-j`` slots for all their processes together. A step whose
-fingerprint does not depend on the swept params is run by the first run that
-needs it; the others wait for it and take the result from the cache.
+one ledger, and ``-j`` slots for all their processes together, and they run at
+the same time. A step every combination compiles the same way (and whose
+upstream steps are all alike: see ``SharedSteps``) runs once, by the leader;
+the others wait for it and take the result from the cache, leaving its outputs
+there unless one of their own steps reads them (lazy workspaces). Other steps
+with equal fingerprints run once too: by whichever run needs them first.
 
 ``sweep.select`` then picks the best run by a metric; its outputs are restored
-into the project, written to the lock file, and registered when the spec has
-a ``registry``. ``mlprism runs compare <sweep-id>`` shows the sweep as one table.
+into the project (only those that differ from the leader's), written to the
+lock file, and registered when the spec has a ``registry``. ``mlprism runs
+compare <sweep-id>`` shows the sweep as one table.
 """
-
 from __future__ import annotations
 
 import itertools
@@ -27,6 +31,7 @@ import os
 import posixpath
 import shutil
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -40,6 +45,7 @@ from mlprism.runtime.executor import (
     RunOptions,
     RunResult,
     Session,
+    SharedSteps,
     check_secrets,
     select_steps,
 )
@@ -180,11 +186,21 @@ def run_sweep(project_dir: Path, pipeline: Pipeline, options: RunOptions) -> Run
         ledger.commit()
         base = session.state_dir / "sweeps" / sweep_id
         runs: list[Run] = []
+        share: SharedSteps | None = None
         for i, (combo, p) in enumerate(zip(grid, compiled, strict=True)):
-            ws = base / str(i)
-            link_workspace(project_dir, ws, p)
-            run = Run(session, ws, p, options, new_run_id(), write_lock=False, register=False, parent=sweep_id,
-                      info={"sweep": sweep_id, "combo": _combo_label(combo), "index": i}, lazy=True)
+            info = {"sweep": sweep_id, "combo": _combo_label(combo), "index": i}
+            if i == 0:
+                # the leader: the first combination runs in the project, like a plain run, and runs the
+                # steps every combination shares (see SharedSteps); the others run in workspaces
+                run = Run(session, project_dir, p, options, new_run_id(), write_lock=False, register=False,
+                          parent=sweep_id, info=info, lazy=True, leader=True)
+                run.lock = read_lock(run.lock_file)      # it answers for unchanged steps (not written: see below)
+                share = run.share = SharedSteps.of(compiled, run.selected, run.forced)
+            else:
+                ws = base / str(i)
+                link_workspace(project_dir, ws, p)
+                run = Run(session, ws, p, options, new_run_id(), write_lock=False, register=False, parent=sweep_id,
+                          info=info, lazy=True, share=share)
             run.label = f"{i}"
             run._check_inputs()
             runs.append(run)
@@ -228,8 +244,13 @@ def run_sweep(project_dir: Path, pipeline: Pipeline, options: RunOptions) -> Run
             messages.append(f"selected run {chosen.run_id} ({table[best]['combo']}): "
                             f"{select.metric} = {table[best]['metrics'][select.metric]:g}; "
                             "its outputs are now in the project")
-        elif select:
-            messages.append(f"no run succeeded with a `{select.metric}` metric: nothing selected")
+        else:
+            # the steps the leader ran left their outputs in the project: the lock says so
+            leader = runs[0]
+            lock_written = _write_project_lock(session, leader, project_dir,
+                                               [n for n, r in leader.results.items() if r.status == "succeeded"])
+            if select:
+                messages.append(f"no run succeeded with a `{select.metric}` metric: nothing selected")
         ok_runs = sum(1 for r in table if r["status"] == "succeeded")
         status = "succeeded" if ok_runs == len(table) and (best is not None or not select) else "failed"
         info = {"combos": dims_info, "runs": [r["run_id"] for r in table],
@@ -285,10 +306,10 @@ def _restore_outputs(session: Session, run: Run, project_dir: Path) -> None:
                 os.replace(tmp, dest)
 
 
-def _write_project_lock(session: Session, run: Run, project_dir: Path) -> bool:
+def _write_project_lock(session: Session, run: Run, project_dir: Path, only: Sequence[str] | None = None) -> bool:
     lock = read_lock(run.lock_file)
     steps = dict(lock.get("steps") or {})
-    steps.update(run.lock_steps)
+    steps.update(run.lock_steps if only is None else {n: run.lock_steps[n] for n in only if n in run.lock_steps})
     names = set(run.pipeline.step_names)
     steps = {k: v for k, v in steps.items() if k in names}
     data = {d.name: {"path": d.path, **session.hasher.digest(project_dir / d.path).to_dict()}

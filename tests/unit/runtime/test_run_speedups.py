@@ -115,7 +115,7 @@ def test_a_no_op_sweep_runs_nothing_and_restores_nothing_into_its_workspaces(cli
         assert len(ledger.reports("gate")) == 0
 
 
-def test_a_step_that_must_run_in_a_sweep_gets_every_deferred_output_first(cli, project, tmp_path: Path,
+def test_a_step_that_must_run_in_a_sweep_gets_the_deferred_outputs_it_reads_first(cli, project, tmp_path: Path,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     proj, executed = _sweep_project(project, tmp_path, monkeypatch, cache=False)
     assert cli("run", "pipeline.yaml", cwd=proj).code == 0

@@ -78,3 +78,105 @@ def test_swept_strings_reach_the_run_as_they_are_written(tmp_path: Path) -> None
     p = _pipe(params={"mode": "a"}, sweep=Sweep({"mode": values}, Select("acc")))
     legs = sweep_grid(p, RunOptions())
     assert [mlprism.load_pipeline(str(spec), leg).params["mode"] for leg in legs] == list(values)
+
+
+
+# -- shared steps: the first combination (the leader) runs them once, in the project ------------------------------
+SHARED = """
+apiVersion: mlprism/v1
+name: shared
+params: {k: 1}
+steps:
+  prep:
+    run: echo prep >> "$LOG" && mkdir -p out && echo p > out/prep.txt && echo q > out/other.txt
+    outputs: [out/prep.txt, out/other.txt]
+  feat:
+    run: echo feat >> "$LOG" && cat out/prep.txt > out/feat.txt
+    inputs: [out/prep.txt]
+    outputs: [out/feat.txt]
+  train:
+    run: |
+      echo "train ${params.k}:" $(ls out) >> "$LOG" && cat out/feat.txt > out/m.txt && echo '{"acc": ${params.k}}' > out/m.json
+    inputs: [out/feat.txt]
+    outputs: [out/m.txt]
+    metrics: out/m.json
+sweep:
+  params: {k: [1, 2, 3]}
+  select: {metric: acc, goal: GOAL}
+"""
+
+
+def _log(path: Path) -> list[str]:
+    lines = sorted(path.read_text().splitlines()) if path.exists() else []
+    path.unlink(missing_ok=True)
+    return lines
+
+
+@pytest.mark.parametrize("goal", ["min", "max"])
+def test_shared_steps_run_once_by_the_leader_in_the_project(cli, project, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch, goal: str) -> None:
+    import json
+
+    from mlprism.runtime.ledger import Ledger
+
+    log = tmp_path / "log.txt"
+    monkeypatch.setenv("LOG", str(log))
+    proj = project({"pipeline.yaml": SHARED.replace("GOAL", goal)})
+    r = cli("run", "pipeline.yaml", "--json", "-j", "3", cwd=proj)
+    res = json.loads(r.out)
+    assert r.code == 0 and res["status"] == "succeeded", r.out + r.err
+    # prep and feat run once, in the project (the leader, k=1, sees everything there); k=2 and k=3 run
+    # in workspaces that hold what their step reads: feat.txt, not the rest of prep's outputs
+    assert _log(log) == ["feat", "prep", "train 1: feat.txt other.txt prep.txt", "train 2: feat.txt",
+                         "train 3: feat.txt"]
+    chosen = "k=1" if goal == "min" else "k=3"
+    assert [run["combo"] for run in res["sweep"]["runs"] if run["selected"]] == [chosen]
+    assert json.loads((proj / "out" / "m.json").read_text()) == {"acc": 1 if goal == "min" else 3}
+    assert sorted(p.name for p in (proj / "out").iterdir()) == ["feat.txt", "m.json", "m.txt", "other.txt",
+                                                                 "prep.txt"]
+    with Ledger(proj / ".mlprism" / "ledger.db") as ledger:      # every combination records every step
+        for child in ledger.children(res["run_id"]):
+            i = child["info"]["index"]
+            assert child["info"]["workdir"] == ("." if i == 0 else f".mlprism/sweeps/{res['run_id']}/{i}")
+            steps = {s["step"]: s["status"] for s in ledger.step_runs(child["id"])}
+            assert steps == {"prep": "succeeded" if i == 0 else "cached",
+                             "feat": "succeeded" if i == 0 else "cached", "train": "succeeded"}
+    r = cli("run", "pipeline.yaml", "--json", "-j", "3", cwd=proj)          # a no-op sweep touches nothing
+    assert r.code == 0 and _log(log) == [], r.out + r.err
+    assert json.loads((proj / "out" / "m.json").read_text()) == {"acc": 1 if goal == "min" else 3}
+    (proj / "out" / "prep.txt").unlink()                                    # lost: put back, nothing runs
+    r = cli("run", "pipeline.yaml", "--json", "-j", "3", cwd=proj)
+    assert r.code == 0 and _log(log) == [] and (proj / "out" / "prep.txt").read_text() == "p\n"
+
+
+def test_followers_are_released_when_the_leader_stops_before_a_shared_step(cli, project, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """k=1's own step fails first and its run stops: k=2 must not wait for shared steps that will never run."""
+    import json
+
+    log = tmp_path / "log.txt"
+    monkeypatch.setenv("LOG", str(log))
+    proj = project({"pipeline.yaml": """
+        apiVersion: mlprism/v1
+        name: stops
+        params: {k: 1}
+        steps:
+          swept:
+            run: |
+              echo swept ${params.k} >> "$LOG" && test ${params.k} = 2 && echo '{"acc": 1}' > m.json
+            metrics: m.json
+          shared:
+            run: echo shared >> "$LOG" && echo s > s.txt
+            outputs: [s.txt]
+        sweep:
+          params: {k: [1, 2]}
+          select: {metric: acc, goal: max}
+    """})
+    r = cli("run", "pipeline.yaml", "--json", "-j", "1", cwd=proj)
+    res = json.loads(r.out)
+    assert r.code == 1 and res["status"] == "failed", r.out + r.err
+    # the leader (k=1) stopped after its failure, before `shared`; k=2 ran it itself and was selected
+    assert _log(log) == ["shared", "swept 1", "swept 2"]
+    assert [(run["combo"], run["status"], run["selected"]) for run in res["sweep"]["runs"]] == [
+        ("k=1", "failed", False), ("k=2", "succeeded", True)]
+    assert (proj / "s.txt").read_text() == "s\n"
