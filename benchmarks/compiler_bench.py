@@ -27,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import specs  # noqa: E402
-from run import compile_all_argv, measure, mlprism_bin  # noqa: E402
+from run import compile_all_argv, measure, mlprism_bin, precompile  # noqa: E402
 
 _TIMING = re.compile(r"^timing: (\S.*?)\s+(\d+\.\d+) s$")
 
@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         profile(profiled, int(n or 1000), args.target, args.top)
         return 0
+    precompile()
     print(bench(shapes, [int(x) for x in args.sizes.split(",")], args.runs, args.target, args.jobs))
     return 0
 
