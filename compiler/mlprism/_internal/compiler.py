@@ -8,14 +8,14 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from mlprism._internal import graph as graph_stage
-from mlprism._internal.compose import compose
+from mlprism._internal.compose import Composed, compose
 from mlprism._internal.features import capability_errors
-from mlprism._internal.load import load_file, without_gc
+from mlprism._internal.load import Loaded, load_file, without_gc
 from mlprism._internal.lower import collect_locations, lower, missing_inputs
 from mlprism._internal.plugins import Plugins, load_plugins, schema_sections
 from mlprism._internal.target import EmitContext, GeneratedFile
@@ -79,10 +79,90 @@ def display_path(path: Path) -> str:
         return str(path)
 
 
+class Shared:
+    """Work that compiling one spec several times, with different overrides, need not repeat.
+
+    Pass the same object to :func:`load_pipeline` for each compilation (a sweep's combinations);
+    each result is the same as without it. Shared: the loaded spec (read and parsed once), the
+    composition when a later one only sets other values of the same keys (see
+    :func:`compose.compose_variant`), what the source maps say of each key, the step graph when
+    the steps' names, files and `needs` are the same, and the input checks when every path they
+    look at is the same (the file system is looked at once). Not for specs edited in between.
+    """
+
+    def __init__(self) -> None:
+        self.loaded: dict[tuple[Path, str], Loaded] = {}
+        self.composed: Any = None                   # (Composed, its parsed overrides, search paths)
+        self.location_memos: list[tuple[list[Any], dict[str, Location | None]]] = []
+        self.graph: tuple[Any, tuple[str, ...], tuple[Any, ...]] | None = None
+        self.inputs_ok: Any = None
+
+    def load(self, spec_path: Path, display: str) -> Loaded:
+        key = (spec_path, display)
+        if key not in self.loaded:
+            self.loaded[key] = load_file(spec_path, display)
+        return self.loaded[key]
+
+    def compose(self, spec_path: Path, overrides: Sequence[str], search: list[str], display: str,
+                loaded: Loaded) -> Composed:
+        from mlprism._internal.compose import _check_overrides, compose_variant
+
+        if self.composed is not None:
+            ref, ref_parsed, ref_search, ref_loaded = self.composed
+            if ref_loaded is loaded and ref_search == search:
+                variant = compose_variant(ref, ref_parsed, overrides, search)
+                if variant is not None:
+                    return variant
+        composed = compose(spec_path, list(overrides), search, display=display, loaded=loaded)
+        if composed.overrides and not composed.warnings:
+            self.composed = (composed, _check_overrides(composed.overrides), list(search), loaded)
+        return composed
+
+    def location_memo(self, maps: list[Any]) -> dict[str, Location | None]:
+        for known, memo in self.location_memos:
+            if len(known) == len(maps) and all(a is b for a, b in zip(known, maps, strict=True)):
+                return memo
+        memo = {}
+        self.location_memos.append((maps, memo))
+        return memo
+
+    def build_graph(self, pipeline: Pipeline) -> Pipeline:
+        """graph_stage.build: it reads the steps' names (in order), outputs, metrics, inputs and needs only."""
+        key = tuple((s.name, s.inputs, s.outputs, s.metrics, s.needs) for s in pipeline.steps)
+        if self.graph is not None and self.graph[0] == key:
+            by_name = {s.name: s for s in pipeline.steps}
+            return replace(pipeline, steps=tuple(by_name[n] for n in self.graph[1]), edges=self.graph[2])
+        built = graph_stage.build(pipeline, pipeline.location)
+        self.graph = (key, tuple(s.name for s in built.steps), built.edges)
+        return built
+
+    def check_inputs(self, pipeline: Pipeline, spec_dir: Path) -> list[Diagnostic]:
+        """missing_inputs + escaping_paths: both read only the paths in this key (and the file system)."""
+        key = (spec_dir, _paths_checked(pipeline))
+        if self.inputs_ok == key:
+            return []
+        diags = missing_inputs(pipeline, spec_dir) + escaping_paths(pipeline, spec_dir)
+        if not diags:
+            self.inputs_ok = key
+        return diags
+
+
+def _paths_checked(pipeline: Pipeline) -> Any:
+    """Everything `missing_inputs` and `escaping_paths` read of a pipeline (keep in step with them)."""
+    monitor = pipeline.monitor
+    return (tuple((d.name, d.path, d.external) for d in pipeline.data),
+            tuple((s.name, s.inputs, s.outputs, s.metrics) for s in pipeline.steps),
+            pipeline.registry.artifact if pipeline.registry else None, pipeline.environment.requirements,
+            (monitor.drift.reference, monitor.drift.current) if monitor else None)
+
+
 @without_gc
 def load_pipeline(spec: str | os.PathLike[str], overrides: Sequence[str] = (), *,
-                  plugins: Plugins | None = None, check_inputs: bool = True) -> Compiled:
-    """Run every front-end stage. Raises DiagnosticError with all errors found."""
+                  plugins: Plugins | None = None, check_inputs: bool = True, shared: Shared | None = None) -> Compiled:
+    """Run every front-end stage. Raises DiagnosticError with all errors found.
+
+    `shared`: the same object for several compilations of one spec (see :class:`Shared`).
+    """
     plugins = plugins or get_plugins()
     spec_path = Path(spec)
     display = str(spec) if not spec_path.is_absolute() else display_path(spec_path)
@@ -90,7 +170,7 @@ def load_pipeline(spec: str | os.PathLike[str], overrides: Sequence[str] = (), *
     warnings: list[Diagnostic] = list(plugins.problems)
     clock = _Clock()
     # 1. load (source map, duplicate keys, limits)
-    loaded = load_file(spec_path, display)
+    loaded = shared.load(spec_path, display) if shared else load_file(spec_path, display)
     # a declared secret's value in an override: refused before anything can print or record it
     secret_errors = secret_override_errors(overrides, secret_values_in(loaded.data, os.environ))
     if secret_errors:
@@ -98,7 +178,10 @@ def load_pipeline(spec: str | os.PathLike[str], overrides: Sequence[str] = (), *
     # 2. compose (Hydra + OmegaConf)
     search = [p for r in plugins.manager.hook.mlprism_config_searchpath(spec_dir=spec_path.parent) if r for p in r]
     clock.lap("load")
-    composed = compose(spec_path, list(overrides), search, display=display, loaded=loaded)
+    if shared:
+        composed = shared.compose(spec_path, overrides, search, display, loaded)
+    else:
+        composed = compose(spec_path, list(overrides), search, display=display, loaded=loaded)
     warnings.extend(composed.warnings)
     config = composed.config
     # ... or in the composed spec (`${oc.env:NAME}`, a literal): it would reach every generated file
@@ -121,15 +204,23 @@ def load_pipeline(spec: str | os.PathLike[str], overrides: Sequence[str] = (), *
                                        Severity.WARNING))
     clock.lap("validate")
     # 4. lower
-    locations = collect_locations(composed.raw, composed.locate, locate_many=composed.locate_many)
+    if shared:
+        memo = shared.location_memo(composed.maps)
+        locations = collect_locations(composed.raw, composed.locate,
+                                      locate_many=lambda dotteds: composed.locate_many(dotteds, memo))
+    else:
+        locations = collect_locations(composed.raw, composed.locate, locate_many=composed.locate_many)
     pipeline = lower(config, composed.raw, spec_file=spec_path.name, overrides=tuple(overrides),
                      choices=composed.choices, locations=locations)
     clock.lap("lower")
     # 5. graph
-    pipeline = graph_stage.build(pipeline, pipeline.location)
+    pipeline = shared.build_graph(pipeline) if shared else graph_stage.build(pipeline, pipeline.location)
     clock.lap("graph")
     if check_inputs:
-        diags = missing_inputs(pipeline, spec_path.parent) + escaping_paths(pipeline, spec_path.parent)
+        if shared:
+            diags = shared.check_inputs(pipeline, spec_path.parent)
+        else:
+            diags = missing_inputs(pipeline, spec_path.parent) + escaping_paths(pipeline, spec_path.parent)
         if diags:
             raise DiagnosticError(diags)
         clock.lap("inputs")

@@ -66,9 +66,12 @@ class Composed:
         """Where `dotted` comes from: an override, else its position (`prefer`: "auto", "key", "value")."""
         return locate(dotted, self.overrides, self.maps, prefer)
 
-    def locate_many(self, dotteds: Iterable[str]) -> dict[str, Location]:
-        """``{d: self.locate(d)}`` for each of `dotteds` that has a location (in that order), in bulk."""
-        return locate_many(dotteds, self.overrides, self.maps)
+    def locate_many(self, dotteds: Iterable[str], memo: dict[str, Location | None] | None = None) -> dict[str, Location]:
+        """``{d: self.locate(d)}`` for each of `dotteds` that has a location (in that order), in bulk.
+
+        `memo` (see :func:`locate_many`) may be shared by compositions whose `maps` are the same objects.
+        """
+        return locate_many(dotteds, self.overrides, self.maps, memo)
 
 
 def override_key(override: str) -> str:
@@ -119,29 +122,47 @@ def _location_maker() -> Callable[[str, int, int], Location]:
 
 
 _new_location = _location_maker()
+_MISSING_LOC: Any = object()
 
 
-def locate_many(dotteds: Iterable[str], overrides: Sequence[str], maps: Sequence[SourceMap]) -> dict[str, Location]:
+def locate_many(dotteds: Iterable[str], overrides: Sequence[str], maps: Sequence[SourceMap],
+                memo: dict[str, Location | None] | None = None) -> dict[str, Location]:
     """:func:`locate` (prefer "auto") of each of `dotteds`, the same answers: what `collect_locations` asks
-    for every key of a spec, so the common case — the key itself is in a source map — is inlined."""
+    for every key of a spec, so the common case — the key itself is in a source map — is inlined.
+
+    `memo` caches what the source maps say of a key (the answer when no override is about it); it
+    is valid for these `maps` only: compilations of one spec that differ in overrides share it.
+    """
     out: dict[str, Location] = {}
-    if overrides:
-        for dotted in dotteds:
-            loc = locate(dotted, overrides, maps)
-            if loc is not None:
-                out[dotted] = loc
-        return out
+    # locate()'s override rule, with each override's key worked out once: the last override that
+    # sets the key, a key above it, or (with a value) a key below it
+    keys = [(override_key(ov), "=" in ov, Location(override=ov)) for ov in reversed(overrides)]
+    starts = tuple(key for key, _, _ in keys)     # a key an override sets, or one below it, starts so
+    above = {key[:i] for key, has_value, _ in keys if has_value for i, c in enumerate(key) if c == "."}
     make = _new_location
+    missing = _MISSING_LOC
     for dotted in dotteds:
-        for smap in maps:                             # SourceMap.lookup(dotted, "auto"), map by map
-            pos = smap.position(dotted)
-            if pos is not None:
-                out[dotted] = pos if isinstance(pos, Location) else make(smap.file, pos[0], pos[1])
-                break
-        else:
-            loc = locate(dotted, (), maps)        # not in any map: the nearest enclosing key's position
-            if loc is not None:
-                out[dotted] = loc
+        if keys and (dotted in above or dotted.startswith(starts)):
+            below = dotted + "."
+            hit = next((loc for key, has_value, loc in keys
+                        if dotted == key or dotted.startswith(key + ".") or (has_value and key.startswith(below))),
+                       None)
+            if hit is not None:
+                out[dotted] = hit
+                continue
+        loc = missing if memo is None else memo.get(dotted, missing)
+        if loc is missing:
+            for smap in maps:                             # SourceMap.lookup(dotted, "auto"), map by map
+                pos = smap.position(dotted)
+                if pos is not None:
+                    loc = pos if isinstance(pos, Location) else make(smap.file, pos[0], pos[1])
+                    break
+            else:
+                loc = locate(dotted, (), maps)        # not in any map: the nearest enclosing key's position
+            if memo is not None:
+                memo[dotted] = loc
+        if loc is not None:
+            out[dotted] = loc
     return out
 
 
@@ -695,6 +716,84 @@ def compose(spec_path: Path, overrides: Sequence[str] = (), search_paths: Sequen
         collapsed = {}
     maps = _group_maps(choices, searchpath, spec_path, loaded, scan)
     composed = Composed({}, raw, spec_path, tuple(overrides), choices, maps, len(collapsed), hydra_warnings)
+    composed.config = resolve(raw, composed.locate)
+    return composed
+
+
+_SCALAR = (bool, int, float, str)
+
+
+def _changed_values(ref: Composed, ref_parsed: Sequence[Any], overrides: Sequence[str],
+                    parsed: Sequence[Any], file_dirs: Sequence[Path]) -> list[tuple[list[str], Any]] | None:
+    """The (key path, value) pairs that turn `ref.raw` into what Hydra composes with `overrides`, or None.
+
+    Only when exactly that is certain: the lists have the same length and differ only where both set
+    the same existing scalar (`KEY=VALUE`, no `+`/`~`/`@`, not a config group) to a scalar, and no
+    other override touches that key or a key above or below it. Hydra applies such an override,
+    after everything else, with ``OmegaConf.update(cfg, KEY, VALUE)``: the node (an AnyNode: the
+    spec reaches Hydra as a plain dict) then holds ``VALUE`` — the parser's value — as it is, and
+    nothing else changes.
+    """
+    if len(overrides) != len(ref.overrides) or len(parsed) != len(overrides) or len(ref_parsed) != len(overrides):
+        return None
+    keys = [override_key(ov) for ov in overrides]
+    changes: list[tuple[list[str], Any]] = []
+    for i, (ov, old) in enumerate(zip(overrides, ref.overrides, strict=True)):
+        if ov == old:
+            continue
+        new_p, old_p = parsed[i], ref_parsed[i]
+        key = str(new_p.key_or_group)
+        for p in (new_p, old_p):
+            if (p.type.name != "CHANGE" or p.package is not None or p.value_type is None
+                    or p.value_type.name != "ELEMENT" or str(p.key_or_group) != key):
+                return None
+        value = new_p.value()
+        if type(value) not in _SCALAR or (isinstance(value, str) and ("$" in value or "\\" in value)):
+            return None
+        if key in ref.choices or not key or key.startswith("hydra") or any(
+                (d / key).exists() or (d / key.replace(".", "/")).exists() for d in file_dirs):
+            return None         # (could be) a config group: Hydra would pick an option instead
+        for j, other in enumerate(keys):
+            if j != i and (other == key or other.startswith(key + ".") or key.startswith(other + ".")):
+                return None
+        path = key.split(".")
+        node: Any = ref.raw
+        for part in path[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or path[-1] not in node or type(node[path[-1]]) not in _SCALAR:
+            return None
+        changes.append((path, value))
+    return changes
+
+
+def compose_variant(ref: Composed, ref_parsed: Sequence[Any], overrides: Sequence[str],
+                    search_paths: Sequence[str] = ()) -> Composed | None:
+    """What :func:`compose` returns for the spec `ref` was composed from (the same `loaded` and
+    `search_paths`) with `overrides` instead, derived from `ref` without Hydra — or None when that
+    is not certain to be the same (then call :func:`compose`).
+
+    `ref_parsed` are `ref.overrides` as :func:`_check_overrides` parses them. Raises what compose
+    raises for a bad override (MLP110): compose's checks before Hydra passed for `ref` and do not
+    depend on the overrides. Sweeps use this: their combinations differ in a few params only.
+    """
+    if not ref.overrides or ref.warnings or ref.spec_path.suffix != ".yaml":
+        return None                 # ref came without Hydra, or Hydra warned: compose in full
+    conf = ref.spec_path.parent / "conf"
+    searchpath = [*([f"file://{conf}"] if conf.is_dir() else []), *search_paths]
+    if any(not p.startswith("file://") for p in searchpath):
+        return None                 # a config group could live where we cannot look
+    parsed = _check_overrides(overrides)
+    file_dirs = [ref.spec_path.parent, *(Path(p.removeprefix("file://")) for p in searchpath)]
+    changes = _changed_values(ref, ref_parsed, overrides, parsed, file_dirs)
+    if changes is None:
+        return None
+    raw = dict(ref.raw)
+    for path, value in changes:
+        node = raw
+        for part in path[:-1]:
+            node[part] = node = dict(node[part])      # copy the path: `ref.raw` stays as it is
+        node[path[-1]] = value
+    composed = Composed({}, raw, ref.spec_path, tuple(overrides), dict(ref.choices), list(ref.maps), ref.collapsed)
     composed.config = resolve(raw, composed.locate)
     return composed
 
