@@ -156,12 +156,12 @@ def _combo_label(combo: list[str]) -> str:
 
 def run_sweep(project_dir: Path, pipeline: Pipeline, options: RunOptions) -> RunResult:
     """Run every combination, select the best, restore its outputs, register it."""
-    from mlprism.runtime.ircache import load_pipeline_cached
+    from mlprism.runtime.ircache import load_pipelines_cached
 
     grid = sweep_grid(pipeline, options)
     select_steps(pipeline, options)
     spec_path = project_dir / pipeline.spec_file
-    compiled = [load_pipeline_cached(spec_path, [*pipeline.overrides, *combo])[0] for combo in grid]
+    compiled = [p for p, _ in load_pipelines_cached(spec_path, [[*pipeline.overrides, *combo] for combo in grid])]
     select = pipeline.sweep.select if pipeline.sweep else None
     if options.dry_run:
         from mlprism.runtime.executor import plan_pipeline
