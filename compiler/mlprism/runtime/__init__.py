@@ -17,7 +17,7 @@ Project state lives beside the spec:
 - ``.mlprism/ir/``            compiled pipelines, so an unchanged spec is not composed again
 - ``.mlprism/locks/``         a JSON copy of each lock file (parsing big YAML is slow)
 - ``.mlprism/running/``       processes of running steps (a killed runner's are killed by the next run)
-- ``.mlprism/sweeps/<id>/``   one workspace per combination while a sweep runs
+- ``.mlprism/sweeps/<id>/``   a workspace per combination but the first (which runs in the project) while a sweep runs
 
 Modules: ``hashing`` (file/tree hashes with a stat cache), ``fingerprint`` (the
 single definition of a step's cache key), ``cache``, ``lockfile``, ``ledger``,
