@@ -485,7 +485,7 @@ class SharedSteps:
         self.names = names
         self._done: dict[str, StepResult | None] = {}
         self._lock = threading.Lock()
-        self._wakers: list[Callable[[], None]] = []
+        self._wakers: list[Callable[[str], None]] = []
 
     @classmethod
     def of(cls, pipelines: Sequence[Pipeline], selected: Sequence[str], forced: set[str]) -> SharedSteps:
@@ -507,8 +507,8 @@ class SharedSteps:
                     names.add(name)
         return cls(frozenset(names))
 
-    def follow(self, wake: Callable[[], None]) -> None:
-        """A follower's loop asks to be woken whenever the leader finishes a shared step."""
+    def follow(self, wake: Callable[[str], None]) -> None:
+        """A follower's loop asks to be told (the step's name) whenever the leader finishes a shared step."""
         with self._lock:
             self._wakers.append(wake)
 
@@ -528,7 +528,7 @@ class SharedSteps:
             self._done.setdefault(name, result)
             wakers = list(self._wakers)
         for wake in wakers:
-            wake()
+            wake(name)
 
 
 def _upstream_first(index: GraphIndex, names: set[str]) -> list[str]:
@@ -1164,7 +1164,7 @@ class Run:
         waiting = {n: sum(1 for u in index.ups[n] if u in sel) for n in self.selected}
         ready = [(order[n], n) for n in self.selected if waiting[n] == 0]
         heapq.heapify(ready)
-        done_q: queue.SimpleQueue[StepResult | None] = queue.SimpleQueue()     # None: the leader finished a step
+        done_q: queue.SimpleQueue[StepResult | str] = queue.SimpleQueue()     # str: the leader finished that step
         running = 0
         stop = False
         dirty = False
@@ -1174,12 +1174,12 @@ class Run:
         share = self.share or SharedSteps(frozenset())
         # a follower's shared steps wait for the leader (parked), then take its result
         follow = share.names if not self.leader else frozenset()
-        parked: list[str] = []
+        parked: set[str] = set()
         if follow:
-            share.follow(lambda: done_q.put(None))
+            share.follow(done_q.put)
 
-        def woken() -> None:
-            for name in [n for n in parked if share.done(n)]:
+        def woken(name: str) -> None:
+            if name in parked:
                 parked.remove(name)
                 heapq.heappush(ready, (order[name], name))
 
@@ -1218,7 +1218,7 @@ class Run:
                         step = index.steps[name]
                         if name in follow:
                             if not share.done(name):
-                                parked.append(name)
+                                parked.add(name)
                                 continue
                             lead = share.result(name)
                             if lead is not None:
@@ -1255,8 +1255,8 @@ class Run:
                         display.tick()
                         continue
                     while True:
-                        if item is None:
-                            woken()
+                        if isinstance(item, str):
+                            woken(item)
                         else:
                             running -= 1
                             finish(item)
@@ -1269,7 +1269,7 @@ class Run:
                 self.s.terminate()
                 while running:
                     item = done_q.get()
-                    if item is not None:
+                    if not isinstance(item, str):
                         finish(item)
                         running -= 1
                 raise
