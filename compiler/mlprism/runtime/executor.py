@@ -1019,7 +1019,7 @@ class Run:
         # run there, when every deferred output is put in place first (see _materialize)
         self.lazy = lazy
         self.deferred: dict[str, OutputEntry] = {}
-        self._deferred_dirs: set[str] = set()
+        self._deferred_dirs: dict[str, int] = {}       # folder -> how many deferred outputs lie below it
         self._deferred_lock = threading.RLock()      # the loop defers, workers materialize before launching
         # a sweep's shared steps (see SharedSteps): the leader runs them, a follower waits for it
         self.share = share
@@ -1287,9 +1287,7 @@ class Run:
         """
         with self._deferred_lock:
             for key, entry in lead.outputs.items():
-                key = posixpath.normpath(key)
-                self.deferred[key] = self.planner.predicted[key] = entry
-                self._add_deferred_dirs(key)
+                self._defer_key(posixpath.normpath(key), entry)
         now = time.time()
         return StepResult(step.name, "cached", lead.fingerprint, cache_hit=True, metrics=dict(lead.metrics),
                           reason="up to date (outputs in the cache)", started=now, ended=now,
@@ -1310,22 +1308,27 @@ class Run:
             return False                     # something is there (changed): put the recorded version back
         # a sweep's leader runs in the project, whose files are the previously selected combination's:
         # they stay until a step of the leader reads them, or the selected combination's are restored
-        predicted = self.planner.predicted
         with self._deferred_lock:
             for p in paths:
-                key = posixpath.normpath(p)
-                self.deferred[key] = predicted[key] = record.outputs[p]
-                self._add_deferred_dirs(key)
+                self._defer_key(posixpath.normpath(p), record.outputs[p])
         return True
 
-    def _add_deferred_dirs(self, key: str) -> None:
-        while True:
+    def _defer_key(self, key: str, entry: OutputEntry) -> None:
+        """Note an output left in the cache (the planner knows its hash) and count it in each folder above it."""
+        new = key not in self.deferred
+        self.deferred[key] = self.planner.predicted[key] = entry
+        if new:
+            self._count_dirs(key, 1)
+
+    def _count_dirs(self, key: str, delta: int) -> None:
+        dirs = self._deferred_dirs
+        while key != ".":
             key = posixpath.dirname(key) or "."
-            if key in self._deferred_dirs:
-                break
-            self._deferred_dirs.add(key)
-            if key == ".":
-                break
+            count = dirs.get(key, 0) + delta
+            if count:
+                dirs[key] = count
+            else:
+                del dirs[key]
 
     def _reads_deferred(self, step: Step) -> bool:
         """Whether a step reads a directory holding deferred outputs, or a path inside a deferred directory."""
@@ -1367,10 +1370,9 @@ class Run:
             if not wanted:
                 return
             for rel in sorted(set(wanted)):
-                self.s.cache.restore(self.workdir / rel, self.deferred.pop(rel))
-            self._deferred_dirs.clear()
-            for rel in self.deferred:
-                self._add_deferred_dirs(rel)
+                self.s.cache.restore(self.workdir / rel, self.deferred[rel])
+                del self.deferred[rel]
+                self._count_dirs(rel, -1)
 
     # -- per step -------------------------------------------------------------------------
     def _metrics_of(self, step: Step, record: StepRecord | None) -> dict[str, float]:
