@@ -520,7 +520,7 @@ class SharedSteps:
         """The leader's result for a shared step it finished well (ran, or found in the cache)."""
         with self._lock:
             r = self._done.get(name)
-        return r if r is not None and r.ok and r.fingerprint and r.status != "would-run" else None
+        return r if r is not None and r.ok and r.fingerprint else None
 
     def finished(self, name: str, result: StepResult | None) -> None:
         """The leader is done with a step (``result`` None: it never got to it): wake the followers."""
@@ -1330,19 +1330,27 @@ class Run:
             else:
                 del dirs[key]
 
-    def _reads_deferred(self, step: Step) -> bool:
-        """Whether a step reads a directory holding deferred outputs, or a path inside a deferred directory."""
+    def _deferred_reads(self, step: Step, *, own: bool) -> Iterator[str]:
+        """The deferred outputs ``step`` reads: those inside an input directory, or a directory holding an
+        input, and (``own``) those that are themselves inputs (the planner knows their recorded hashes)."""
         for i in step.inputs:
             key = posixpath.normpath(i)
             if key in self.deferred:
-                continue                     # the planner knows its recorded hash
+                if own:
+                    yield key
+                continue
             if key in self._deferred_dirs:
-                return True
+                prefix = "" if key == "." else key + "/"
+                yield from (k for k in self.deferred if k.startswith(prefix))
             while "/" in key:
                 key = key.rsplit("/", 1)[0]
                 if key in self.deferred:
-                    return True
-        return False
+                    yield key
+                    break
+
+    def _reads_deferred(self, step: Step) -> bool:
+        """Whether a step reads a deferred output whose hash the planner does not know (a folder around it)."""
+        return next(self._deferred_reads(step, own=False), None) is not None
 
     def _materialize(self, step: Step) -> None:
         """Restore the deferred outputs ``step`` reads into the workspace (before it is hashed or runs there).
@@ -1353,23 +1361,7 @@ class Run:
         the cache, so a combination that runs a few steps of a big sweep copies a few files.
         """
         with self._deferred_lock:
-            wanted = []
-            for i in step.inputs:
-                key = posixpath.normpath(i)
-                if key in self.deferred:
-                    wanted.append(key)
-                    continue
-                if key == "." or key in self._deferred_dirs:
-                    prefix = "" if key == "." else key + "/"
-                    wanted += [k for k in self.deferred if k.startswith(prefix)]
-                while "/" in key:
-                    key = key.rsplit("/", 1)[0]
-                    if key in self.deferred:
-                        wanted.append(key)
-                        break
-            if not wanted:
-                return
-            for rel in sorted(set(wanted)):
+            for rel in sorted(set(self._deferred_reads(step, own=True))):
                 self.s.cache.restore(self.workdir / rel, self.deferred[rel])
                 del self.deferred[rel]
                 self._count_dirs(rel, -1)
