@@ -387,12 +387,15 @@ def _lookup(state_dir: Path, key: str, spec_dir: Path) -> Pipeline | None:
     entry = _read(state_dir / "ir" / f"{key}.pickle")
     if not isinstance(entry, dict) or entry.get("format") != FORMAT or not isinstance(entry.get("pipeline"), Pipeline):
         return None
+    return entry["pipeline"] if _deps_hold([entry["pipeline"]], [entry.get("deps")], spec_dir) else None
+
+
+def _deps_hold(pipelines: Sequence[Pipeline], deps: Sequence[Any], spec_dir: Path) -> bool:
+    """Whether the config-group files each pipeline was composed from are still as recorded."""
     try:
-        if _group_deps(entry["pipeline"], spec_dir) != entry.get("deps"):
-            return None
+        return all(_group_deps(p, spec_dir) == d for p, d in zip(pipelines, deps, strict=True))
     except OSError:
-        return None
-    return entry["pipeline"]
+        return False
 
 
 def _lookup_many(state_dir: Path, key: str, spec_dir: Path, count: int) -> list[Pipeline] | None:
@@ -404,12 +407,7 @@ def _lookup_many(state_dir: Path, key: str, spec_dir: Path, count: int) -> list[
     if (not isinstance(pipelines, list) or not isinstance(deps, list) or len(pipelines) != count
             or len(deps) != count or not all(isinstance(p, Pipeline) for p in pipelines)):
         return None
-    try:
-        if any(_group_deps(p, spec_dir) != d for p, d in zip(pipelines, deps, strict=True)):
-            return None
-    except OSError:
-        return None
-    return pipelines
+    return pipelines if _deps_hold(pipelines, deps, spec_dir) else None
 
 
 def _shared_parts(pipelines: list[Pipeline]) -> list[Pipeline]:
