@@ -80,8 +80,10 @@ __all__ = [
     "RunResult",
     "StepResult",
     "StepTimeout",
+    "dry_run_result",
     "plan_decisions",
     "plan_pipeline",
+    "plan_sweep_decisions",
     "run_pipeline",
     "select_steps",
 ]
@@ -1815,26 +1817,68 @@ def plan_decisions(project_dir: Path, pipeline: Pipeline, options: RunOptions | 
     """Decide every selected step as a run would, without running anything or taking the lock."""
     options = options or RunOptions()
     project_dir = Path(project_dir).resolve()
-    workdir = workdir or project_dir
-    index = GraphIndex.of(pipeline)
-    selected = select_steps(pipeline, options, index)
+    state = state_dir_of(project_dir)
+    lock = read_lock(lock_path(project_dir / pipeline.spec_file))
+    decisions, planner = _plan(pipeline, options, Hasher(state if state.is_dir() else None), Cache(state), lock,
+                               workdir or project_dir)
+    return decisions, {d.name: planner.hasher.digest(planner.workdir / d.path) for d in pipeline.data}
+
+
+def plan_sweep_decisions(project_dir: Path, pipelines: Sequence[Pipeline],
+                         options: RunOptions | None = None) -> tuple[list[dict[str, Decision]], dict[str, Digest]]:
+    """:func:`plan_decisions` for every combination of a sweep (``pipelines``: each compiled with its overrides).
+
+    As the sweep's run would: the steps every combination compiles alike (:class:`SharedSteps`)
+    are decided once, for the first combination, and the others take that decision (the same
+    fingerprint); each combination decides only its own steps, knowing what the shared ones
+    will leave (a step whose outputs are restorable counts as having them). One stat cache
+    and one cache for all. The data's digests are the first combination's.
+    """
+    options = options or RunOptions()
+    project_dir = Path(project_dir).resolve()
     state = state_dir_of(project_dir)
     hasher = Hasher(state if state.is_dir() else None)
-    lock = read_lock(lock_path(project_dir / pipeline.spec_file))
-    planner = _Planner(pipeline, workdir, hasher, Cache(state), lock, secret_values(pipeline, options.env),
+    cache = Cache(state)
+    lock = read_lock(lock_path(project_dir / pipelines[0].spec_file))
+    first, planner = _plan(pipelines[0], options, hasher, cache, lock, project_dir)
+    shared = SharedSteps.of(pipelines, list(first), planner.forced).names
+    reuse = {n: d for n, d in first.items() if n in shared}
+    seed = {posixpath.normpath(o): e for d in reuse.values() if d.record is not None
+            for o, e in d.record.outputs.items()}
+    plans = [first] + [_plan(p, options, hasher, cache, lock, project_dir, reuse, seed)[0] for p in pipelines[1:]]
+    return plans, {d.name: hasher.digest(project_dir / d.path) for d in pipelines[0].data}
+
+
+def _plan(pipeline: Pipeline, options: RunOptions, hasher: Hasher, cache: Cache, lock: dict[str, Any],
+          workdir: Path, reuse: Mapping[str, Decision] | None = None,
+          seed: Mapping[str, OutputEntry] | None = None) -> tuple[dict[str, Decision], _Planner]:
+    """Decide the selected steps in order; ``reuse``: decisions already made (a sweep's shared steps),
+    ``seed``: the outputs those will leave, as the planner predicts them."""
+    index = GraphIndex.of(pipeline)
+    selected = select_steps(pipeline, options, index)
+    planner = _Planner(pipeline, workdir, hasher, cache, lock, secret_values(pipeline, options.env),
                        forced_steps(selected, options), predict=True)
+    if seed:
+        planner.predicted.update(seed)
     sel = set(selected)
     decisions: dict[str, Decision] = {}
     for name in selected:
+        if reuse is not None and name in reuse:
+            decisions[name] = reuse[name]
+            continue
         pending = [u for u in index.ups[name] if u in sel and decisions[u].action == "run"]
         decisions[name] = planner.decide(index.steps[name], pending)
-    data = {d.name: hasher.digest(workdir / d.path) for d in pipeline.data}
-    return decisions, data
+    return decisions, planner
 
 
 def plan_pipeline(project_dir: Path, pipeline: Pipeline, options: RunOptions | None = None) -> RunResult:
     """What a run would do and why (``--dry-run``): a RunResult with would-run/would-restore/cached steps."""
     decisions, data = plan_decisions(project_dir, pipeline, options)
+    return dry_run_result(pipeline, decisions, data)
+
+
+def dry_run_result(pipeline: Pipeline, decisions: Mapping[str, Decision], data: Mapping[str, Digest]) -> RunResult:
+    """The RunResult of ``--dry-run`` for these decisions: would-run, would-restore or cached steps."""
     statuses = {"run": "would-run", "restore": "would-restore", "cached": "cached"}
     steps = {name: StepResult(name, statuses[d.action], d.fingerprint.digest, reason="; ".join(d.reasons),
                               cache_hit=d.action != "run") for name, d in decisions.items()}

@@ -33,6 +33,7 @@ import shutil
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,18 +42,23 @@ from mlprism.diagnostics import Diagnostic, DiagnosticError, Location
 from mlprism.ir import Pipeline
 from mlprism.runtime.executor import (
     STATE_DIR,
+    Decision,
     Run,
     RunOptions,
     RunResult,
     Session,
     SharedSteps,
     check_secrets,
+    dry_run_result,
+    plan_decisions,
+    plan_sweep_decisions,
     select_steps,
 )
+from mlprism.runtime.hashing import Digest
 from mlprism.runtime.ledger import new_run_id
 from mlprism.runtime.lockfile import lock_document, read_lock, render_document, write_lock
 
-__all__ = ["link_workspace", "run_sweep", "split_sweep_overrides", "sweep_grid"]
+__all__ = ["SweepPlan", "link_workspace", "plan_sweep", "run_sweep", "split_sweep_overrides", "sweep_grid"]
 
 Dim = tuple[str, list[str]]          # (override key, ["key=value", …])
 
@@ -164,10 +170,10 @@ def run_sweep(project_dir: Path, pipeline: Pipeline, options: RunOptions) -> Run
     compiled = [p for p, _ in load_pipelines_cached(spec_path, [[*pipeline.overrides, *combo] for combo in grid])]
     select = pipeline.sweep.select if pipeline.sweep else None
     if options.dry_run:
-        from mlprism.runtime.executor import plan_pipeline
-
-        result = plan_pipeline(project_dir, compiled[0], options)
-        result.sweep = {"runs": [{"combo": _combo_label(c), "overrides": c} for c in grid],
+        plan = _plan_compiled(project_dir, grid, compiled, options)
+        result = dry_run_result(pipeline, plan.decisions, plan.data)
+        result.sweep = {"runs": [{"combo": c["combo"], "overrides": c["overrides"], "would_run": c["stale"]}
+                                 for c in plan.combos],
                         "metric": select.metric if select else None}
         return result
     check_secrets(pipeline, options.env)
@@ -273,6 +279,58 @@ def run_sweep(project_dir: Path, pipeline: Pipeline, options: RunOptions) -> Run
                              + (f", selected {table[best]['run_id']}" if best is not None else "")
                              + f" in {result.duration:.2f}s", result.ok)
         return result
+
+
+@dataclass
+class SweepPlan:
+    """What a run would do (``status``, ``--dry-run``), every combination of the sweep considered.
+
+    ``decisions``: one per step, merged over the combinations: ``run`` when some combination
+    would run it (its reasons, led by the first such combination's name unless all would), else
+    ``cached`` when some combination has it up to date (the sweep takes the others' outputs
+    from the cache), else ``restore``. ``combos``: per combination its label, overrides and
+    the steps it would run; empty when the spec has no sweep (or ``--no-sweep``).
+    """
+
+    decisions: dict[str, Decision]
+    data: dict[str, Digest]
+    combos: list[dict[str, Any]]
+
+
+def plan_sweep(project_dir: Path, pipeline: Pipeline, options: RunOptions) -> SweepPlan:
+    """Plan ``pipeline`` as ``mlprism run`` would run it: every combination of its sweep, if it has one."""
+    grid = sweep_grid(pipeline, options)
+    if grid == [[]]:
+        decisions, data = plan_decisions(project_dir, pipeline, options)
+        return SweepPlan(decisions, data, [])
+    from mlprism.runtime.ircache import load_pipelines_cached
+
+    compiled = [p for p, _ in load_pipelines_cached(project_dir / pipeline.spec_file,
+                                                    [[*pipeline.overrides, *combo] for combo in grid])]
+    return _plan_compiled(project_dir, grid, compiled, options)
+
+
+def _plan_compiled(project_dir: Path, grid: list[list[str]], compiled: list[Pipeline],
+                   options: RunOptions) -> SweepPlan:
+    plans, data = plan_sweep_decisions(project_dir, compiled, options)
+    labels = [_combo_label(c) for c in grid]
+    merged: dict[str, Decision] = {}
+    for name in plans[0]:
+        each = [(label, plan[name]) for label, plan in zip(labels, plans, strict=True) if name in plan]
+        runs = [(label, d) for label, d in each if d.action == "run"]
+        if runs and len(runs) < len(each):
+            label, d = runs[0]
+            more = len(runs) - 1
+            reasons = [f"{label}: {d.reasons[0]}" if d.reasons else label, *d.reasons[1:]]
+            merged[name] = replace(d, reasons=reasons + ([f"and {more} other combination{'s' * (more != 1)}"]
+                                                         if more else []))
+        elif runs:
+            merged[name] = runs[0][1]
+        else:
+            merged[name] = next((d for _, d in each if d.action == "cached"), each[0][1])
+    combos = [{"combo": label, "overrides": combo, "stale": [n for n, d in plan.items() if d.action == "run"]}
+              for label, combo, plan in zip(labels, grid, plans, strict=True)]
+    return SweepPlan(merged, data, combos)
 
 
 def _select(table: list[dict[str, Any]], metric: str, goal: str) -> int | None:

@@ -180,3 +180,43 @@ def test_followers_are_released_when_the_leader_stops_before_a_shared_step(cli, 
     assert [(run["combo"], run["status"], run["selected"]) for run in res["sweep"]["runs"]] == [
         ("k=1", "failed", False), ("k=2", "succeeded", True)]
     assert (proj / "s.txt").read_text() == "s\n"
+
+
+def test_status_and_dry_run_consider_every_combination(cli, project, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a sweep the project holds the selected combination: `status` and `--dry-run` plan the sweep as
+    `run` would (every combination), not the spec's base params, so they agree with the no-op rerun."""
+    import json
+
+    monkeypatch.setenv("LOG", str(tmp_path / "log.txt"))
+    proj = project({"pipeline.yaml": SHARED.replace("GOAL", "max")})
+    assert cli("run", "pipeline.yaml", "-j", "2", cwd=proj).code == 0
+    r = cli("status", "pipeline.yaml", cwd=proj)                  # the project holds k=3's train (selected)
+    assert r.code == 0 and "everything up to date" in r.out, r.out
+    assert "sweep: 3 combinations, every one up to date" in r.out
+    doc = json.loads(cli("status", "pipeline.yaml", "--json", cwd=proj).out)
+    assert doc["up_to_date"] and [s["state"] for s in doc["steps"]] == ["up to date"] * 3
+    assert [(c["combo"], c["stale"]) for c in doc["sweep"]["combinations"]] == [("k=1", []), ("k=2", []),
+                                                                                ("k=3", [])]
+    dry = json.loads(cli("run", "pipeline.yaml", "--dry-run", "--json", cwd=proj).out)
+    assert {n: s["action"] for n, s in dry["steps"].items()} == {"prep": "cached", "feat": "cached",
+                                                                 "train": "cached"}
+    assert [run["would_run"] for run in dry["sweep"]["runs"]] == [[], [], []]
+
+    spec = proj / "pipeline.yaml"                                  # a new value: only it has a step to run
+    spec.write_text(spec.read_text().replace("k: [1, 2, 3]", "k: [1, 2, 3, 4]"))
+    doc = json.loads(cli("status", "pipeline.yaml", "--json", cwd=proj).out)
+    states = {s["name"]: (s["state"], s["reasons"]) for s in doc["steps"]}
+    assert states["prep"][0] == states["feat"][0] == "up to date"
+    assert states["train"][0] == "stale" and states["train"][1][0].startswith("k=4: ")
+    assert [(c["combo"], c["stale"]) for c in doc["sweep"]["combinations"]][-2:] == [("k=3", []), ("k=4", ["train"])]
+    r = cli("status", "pipeline.yaml", cwd=proj)
+    assert "sweep: 4 combinations, 1 with steps to run: k=4 (train)" in r.out, r.out
+    dry = json.loads(cli("run", "pipeline.yaml", "--dry-run", "--json", cwd=proj).out)
+    assert dry["steps"]["train"]["action"] == "would-run" and dry["sweep"]["runs"][3]["would_run"] == ["train"]
+    assert cli("run", "pipeline.yaml", "-j", "2", cwd=proj).code == 0
+    assert json.loads(cli("status", "pipeline.yaml", "--json", cwd=proj).out)["up_to_date"]
+    r = cli("status", "pipeline.yaml", "params.k=4", cwd=proj)    # a fixed key leaves the grid: no sweep
+    assert r.code == 0 and "sweep:" not in r.out and "everything up to date" in r.out, r.out   # k=4 was selected
+    r = cli("status", "pipeline.yaml", "params.k=2", cwd=proj)
+    assert "train  restorable" in r.out, r.out

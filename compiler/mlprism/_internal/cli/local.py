@@ -52,9 +52,11 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=cmd_run)
     _intermixed(p)
 
-    p = sub.add_parser("status", help="changed data and stale steps (what the next run would do)")
+    p = sub.add_parser("status", help="changed data and stale steps (what the next run would do)",
+                       description="Changed data and stale steps: what the next `mlprism run` would do. A spec with "
+                       "a sweep is planned as its run would be: a step is stale when some combination would run it.")
     _spec_args(p)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the status as JSON (with `sweep.combinations`)")
     p.set_defaults(handler=cmd_status)
     _intermixed(p)
 
@@ -227,12 +229,14 @@ def _print_dry_run(args: argparse.Namespace, pipeline: Any, result: Any) -> int:
 
 # -- status / explain / fingerprint ----------------------------------------------------------
 def cmd_status(args: argparse.Namespace) -> int:
-    from mlprism.runtime.executor import RunOptions, plan_decisions
+    from mlprism.runtime.executor import RunOptions
     from mlprism.runtime.lockfile import lock_path, read_lock
+    from mlprism.runtime.sweep import plan_sweep
 
     pipeline = _load(args)
     project = _project_dir(args)
-    decisions, data = plan_decisions(project, pipeline, RunOptions())
+    plan = plan_sweep(project, pipeline, RunOptions())      # a sweep: as its run would, every combination
+    decisions, data = plan.decisions, plan.data
     lock = read_lock(lock_path(project / pipeline.spec_file))
     data_rows = []
     for d in pipeline.data:
@@ -253,8 +257,11 @@ def cmd_status(args: argparse.Namespace) -> int:
                   "reasons": d.reasons} for n, d in decisions.items()]
     stale = [r for r in step_rows if r["action"] != "cached"]
     if args.json:
-        _dump({"pipeline": pipeline.name, "up_to_date": not stale and not any(r["changed"] for r in data_rows),
-               "data": data_rows, "steps": step_rows})
+        doc = {"pipeline": pipeline.name, "up_to_date": not stale and not any(r["changed"] for r in data_rows),
+               "data": data_rows, "steps": step_rows}
+        if plan.combos:
+            doc["sweep"] = {"combinations": plan.combos}
+        _dump(doc)
         return 0
     changed = [r for r in data_rows if r["changed"]]
     restorable = sum(1 for r in step_rows if r["action"] == "restore")
@@ -272,6 +279,16 @@ def cmd_status(args: argparse.Namespace) -> int:
     for r in step_rows:
         why = "" if r["action"] == "cached" else "  " + "; ".join(r["reasons"])
         print(f"  {r['name']:<{w}}  {r['state']}{why}")
+    if plan.combos:
+        todo = [c for c in plan.combos if c["stale"]]
+        if not todo:
+            state = "every one up to date (the project holds one; the others' outputs are in the cache)"
+        elif len(todo) == len(plan.combos):
+            state = "every one has steps to run"
+        else:
+            shown = "; ".join(f"{c['combo']} ({', '.join(c['stale'])})" for c in todo[:5])
+            state = f"{len(todo)} with steps to run: {shown}" + ("; …" if len(todo) > 5 else "")
+        print(f"sweep: {len(plan.combos)} combinations, {state}")
     if not stale and not changed:
         print("everything up to date")
     return 0
