@@ -64,3 +64,13 @@ def test_not_worse_than_champion() -> None:
 def test_no_champion_passes_and_says_so() -> None:
     r = evaluate_gate(_step(GateCondition("f1", not_worse_than="production")), {"f1": 0.1}, lambda s: None)
     assert r.passed and "no champion" in r.conditions[0].note
+
+
+def test_condition_to_dict_is_asdict() -> None:
+    """The hand-written to_dict keeps every field (a field added later must be added there too)."""
+    from dataclasses import asdict
+
+    from mlprism.runtime.gates import ConditionResult
+
+    c = ConditionResult("f1", "not_worse_than", 0.9, 0.85, True, "production", "champion 0.86", "min")
+    assert c.to_dict() == asdict(c)
