@@ -242,7 +242,7 @@ def run_sweep(project_dir: Path, pipeline: Pipeline, options: RunOptions) -> Run
             assert chosen_res is not None
             steps = chosen_res.steps
             _restore_outputs(session, chosen, project_dir)
-            lock_written = _write_project_lock(session, chosen, project_dir)
+            lock_written = _write_project_lock(session, chosen, project_dir, runs[0].lock)
             data = {d.name: session.hasher.digest(project_dir / d.path) for d in chosen.pipeline.data}
             chosen.workdir = project_dir
             registered = chosen.register(data)
@@ -253,7 +253,7 @@ def run_sweep(project_dir: Path, pipeline: Pipeline, options: RunOptions) -> Run
         else:
             # the steps the leader ran left their outputs in the project: the lock says so
             leader = runs[0]
-            lock_written = _write_project_lock(session, leader, project_dir,
+            lock_written = _write_project_lock(session, leader, project_dir, leader.lock,
                                                [n for n, r in leader.results.items() if r.status == "succeeded"])
             if select:
                 messages.append(f"no run succeeded with a `{select.metric}` metric: nothing selected")
@@ -364,8 +364,10 @@ def _restore_outputs(session: Session, run: Run, project_dir: Path) -> None:
                 os.replace(tmp, dest)
 
 
-def _write_project_lock(session: Session, run: Run, project_dir: Path, only: Sequence[str] | None = None) -> bool:
-    lock = read_lock(run.lock_file)
+def _write_project_lock(session: Session, run: Run, project_dir: Path, lock: dict[str, Any],
+                        only: Sequence[str] | None = None) -> bool:
+    """Write ``run``'s lock entries (``only`` those steps') over ``lock``, the project's lock file as the
+    leader read it when the sweep started (nothing else writes it while the sweep holds the project lock)."""
     steps = dict(lock.get("steps") or {})
     steps.update(run.lock_steps if only is None else {n: run.lock_steps[n] for n in only if n in run.lock_steps})
     names = set(run.pipeline.step_names)
