@@ -98,7 +98,12 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
         view = view[os.write(fd, view):]
 
 
-def _copy(src: Path, dst: Path, mode: int = 0o644) -> None:
+def _unlink(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def _copy(src: str | os.PathLike[str], dst: str | os.PathLike[str], mode: int = 0o644) -> None:
     """Copy file content into a new file, as a reflink when the file system can (instant, no extra space).
 
     Plain file descriptors, no Python file objects: a run copies one small output per step.
@@ -168,13 +173,14 @@ class Cache:
         self.objects = self.root / "objects"
         self.steps = self.root / "steps"
         self.tmp = self.root / "tmp"
-        self._made: set[Path] = set()
+        self._made: set[str] = set()        # directories known to exist (paths as strings: the hot path)
         self._lock = threading.Lock()
         # records read or written by this process (None: known missing). Records change only under
         # the project lock, which the process using this cache holds while it runs.
         self._records: dict[str, StepRecord | None] = {}
         self._objects_str = str(self.objects)
         self._steps_str = str(self.steps)
+        self._tmp_str = str(self.tmp)
 
     # -- housekeeping --------------------------------------------------------------
     def clean_tmp(self) -> None:
@@ -183,15 +189,20 @@ class Cache:
             shutil.rmtree(self.tmp, ignore_errors=True)
         self.tmp.mkdir(parents=True, exist_ok=True)
 
-    def _mkdir(self, path: Path) -> None:
+    def _mkdir(self, path: str) -> None:
         if path not in self._made:
-            path.mkdir(parents=True, exist_ok=True)
+            os.makedirs(path, exist_ok=True)
             with self._lock:
                 self._made.add(path)
 
-    def _tmp_path(self, suffix: str = "") -> Path:
-        self._mkdir(self.tmp)
-        return self.tmp / f"{_unique()}{suffix}"
+    def _tmp_path(self, suffix: str = "") -> str:
+        self._mkdir(self._tmp_str)
+        return f"{self._tmp_str}/{_unique()}{suffix}"
+
+    def _place(self, tmp: str, dest: str) -> None:
+        """Rename a finished temp file into the store (its fan-out folder made on first use)."""
+        self._mkdir(dest.rpartition("/")[0])
+        os.replace(tmp, dest)
 
     # -- objects -------------------------------------------------------------------
     def _object_file(self, digest: str) -> str:
@@ -204,31 +215,32 @@ class Cache:
     def has_object(self, digest: str) -> bool:
         return os.path.exists(self._object_file(digest))
 
-    def _put_file(self, src: Path, digest: str) -> None:
-        if self.has_object(digest):
+    def _put_file(self, src: str | os.PathLike[str], digest: str) -> None:
+        dest = self._object_file(digest)
+        if os.path.exists(dest):
             return
-        dest = self.object_path(digest)
         tmp = self._tmp_path()
         try:
             _copy(src, tmp, 0o444)
-            self._mkdir(dest.parent)
-            os.replace(tmp, dest)
+            self._place(tmp, dest)
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            _unlink(tmp)
             raise
 
     def _put_bytes(self, data: bytes, digest: str) -> None:
-        if self.has_object(digest):
+        dest = self._object_file(digest)
+        if os.path.exists(dest):
             return
-        dest = self.object_path(digest)
         tmp = self._tmp_path()
         try:
-            tmp.write_bytes(data)
-            os.chmod(tmp, 0o444)
-            self._mkdir(dest.parent)
-            os.replace(tmp, dest)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+            try:
+                _write_all(fd, data)
+            finally:
+                os.close(fd)
+            self._place(tmp, dest)
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            _unlink(tmp)
             raise
 
     def store(self, path: Path, digest: Digest) -> OutputEntry:
@@ -330,7 +342,6 @@ class Cache:
     def put_record(self, record: StepRecord) -> None:
         if not record.created:
             record.created = time.time()
-        path = self.record_path(record.fingerprint)
         tmp = self._tmp_path(".json")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
@@ -338,10 +349,8 @@ class Cache:
                 _write_all(fd, json.dumps(record.to_dict(), sort_keys=True, separators=(",", ":")).encode())
             finally:
                 os.close(fd)
-            self._mkdir(path.parent)
-            os.replace(tmp, path)
+            self._place(tmp, self._record_file(record.fingerprint))
         except BaseException:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
+            _unlink(tmp)
             raise
         self._records[record.fingerprint] = record
