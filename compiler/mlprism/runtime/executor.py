@@ -43,7 +43,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from mlprism.diagnostics import Diagnostic, DiagnosticError, did_you_mean
 from mlprism.ir import Pipeline, Step
-from mlprism.runtime.cache import Cache, OutputEntry, StepRecord
+from mlprism.runtime.cache import Cache, OutputEntry, StepRecord, _write_all
 from mlprism.runtime.display import Display, make_display
 from mlprism.runtime.fingerprint import (
     Fingerprint,
@@ -192,18 +192,19 @@ class LocalLauncher:
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
         self._lock = threading.Lock()
         self._notes: int | None = None
-        self._spares: list[Path] = []       # empty files, ready to become a step's log (renamed)
+        self._spares: dict[str, list[str]] = {}   # folder -> empty files there, ready to become a step's log
 
-    def _take_log(self, log_path: Path) -> None:
+    def _take_log(self, log_path: str) -> None:
         """Put a spare empty file at ``log_path`` (a rename: no new file), unless it exists already."""
+        folder = log_path.rpartition("/")[0]
         with self._lock:
-            spare = next((p for p in self._spares if p.parent == log_path.parent), None)
-            if spare is None:
+            spares = self._spares.get(folder)
+            if not spares:
                 return
-            self._spares.remove(spare)
+            spare = spares.pop()
         if os.path.lexists(log_path):                        # a retry appends to the earlier attempts' log
             with self._lock:
-                self._spares.append(spare)
+                spares.append(spare)
             return
         try:
             os.rename(spare, log_path)
@@ -211,10 +212,10 @@ class LocalLauncher:
             with contextlib.suppress(OSError):
                 os.unlink(spare)
 
-    def _recycle_log(self, log: Any, log_path: Path, pgid: int) -> None:
+    def _recycle_log(self, log: int, log_path: str, pgid: int) -> None:
         """An empty log whose writers are all gone becomes a spare (the step printed nothing)."""
         try:
-            if os.fstat(log.fileno()).st_size:
+            if os.fstat(log).st_size:
                 return
             os.killpg(pgid, 0)
             return                                           # something of the step still runs: keep its log
@@ -222,13 +223,14 @@ class LocalLauncher:
             pass
         except OSError:
             return
-        spare = log_path.with_name(f".spare-{os.getpid()}-{next(_SPARE_IDS)}")
+        folder = log_path.rpartition("/")[0]
+        spare = f"{folder}/.spare-{os.getpid()}-{next(_SPARE_IDS)}"
         try:
             os.rename(log_path, spare)
         except OSError:
             return
         with self._lock:
-            self._spares.append(spare)
+            self._spares.setdefault(folder, []).append(spare)
 
     def _note(self, pid: int, started: float) -> None:
         """Append "pid start-time" to this runner's note (one file per runner, removed by close())."""
@@ -247,22 +249,28 @@ class LocalLauncher:
                 self._notes = None
                 assert self.running_dir is not None
                 (self.running_dir / str(os.getpid())).unlink(missing_ok=True)
-            spares, self._spares = self._spares, []
-        for spare in spares:
+            spares, self._spares = self._spares, {}
+        for spare in itertools.chain.from_iterable(spares.values()):
             with contextlib.suppress(OSError):
                 os.unlink(spare)
 
-    def _pump(self, src: Any, dst: Any) -> None:
-        for line in iter(src.readline, b""):
-            text = mask(line.decode("utf-8", "surrogateescape"), self.redact_values)
-            dst.write(text.encode("utf-8", "surrogateescape"))
-        src.close()
+    def _pump(self, src: Any, dst: int) -> None:
+        """Copy the step's output to its log with secret values masked; closes both (``dst`` is its own copy)."""
+        try:
+            for line in iter(src.readline, b""):
+                text = mask(line.decode("utf-8", "surrogateescape"), self.redact_values)
+                _write_all(dst, text.encode("utf-8", "surrogateescape"))
+        finally:
+            src.close()
+            os.close(dst)
 
     def run(self, command: str, *, cwd: Path, env: dict[str, str], log_path: Path,
             timeout: float | None) -> int:
+        log_file = os.fspath(log_path)
         if self._spares:
-            self._take_log(log_path)
-        with open(log_path, "ab", buffering=0) as log:
+            self._take_log(log_file)
+        log = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o666)
+        try:
             piped = bool(self.redact_values)
             started = time.time()
             proc = subprocess.Popen(["/bin/sh", "-c", command], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
@@ -273,7 +281,8 @@ class LocalLauncher:
                 self._procs[proc.pid] = proc
             pump = None
             if piped:
-                pump = threading.Thread(target=self._pump, args=(proc.stdout, log), daemon=True)
+                # its own descriptor: a step's background process may keep the pipe open after this returns
+                pump = threading.Thread(target=self._pump, args=(proc.stdout, os.dup(log)), daemon=True)
                 pump.start()
             try:
                 try:
@@ -288,7 +297,9 @@ class LocalLauncher:
                 with self._lock:
                     self._procs.pop(proc.pid, None)
                 if proc.returncode is not None and (pump is None or not pump.is_alive()):
-                    self._recycle_log(log, log_path, proc.pid)
+                    self._recycle_log(log, log_file, proc.pid)
+        finally:
+            os.close(log)
 
     def terminate_all(self) -> None:
         """Kill every running step's process group (the runner is stopping)."""
