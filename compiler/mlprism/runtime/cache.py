@@ -243,14 +243,14 @@ class Cache:
             _unlink(tmp)
             raise
 
-    def store(self, path: Path, digest: Digest) -> OutputEntry:
+    def store(self, path: str | os.PathLike[str], digest: Digest) -> OutputEntry:
         """Put a hashed output (file or directory) into the store; return its entry."""
         assert digest.hash is not None
         if digest.kind == "dir":
             assert digest.manifest is not None
             for rel, h, _size, _x in manifest_entries(digest.manifest):
                 if h is not None:
-                    self._put_file(path / rel, h)
+                    self._put_file(os.path.join(path, rel), h)
             self._put_bytes(digest.manifest, digest.hash)
         else:
             self._put_file(path, digest.hash)

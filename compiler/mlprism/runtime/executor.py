@@ -983,13 +983,13 @@ class _Planner:
 
 
 # -- running ----------------------------------------------------------------------------------
-def _remove(path: Path) -> None:
+def _remove(path: str | os.PathLike[str]) -> None:
     try:
         os.unlink(path)
     except FileNotFoundError:
         pass
     except (IsADirectoryError, PermissionError):
-        if path.is_dir() and not path.is_symlink():
+        if os.path.isdir(path) and not os.path.islink(path):
             shutil.rmtree(path)
         else:
             raise
@@ -1053,7 +1053,7 @@ class Run:
         self.results: dict[str, StepResult] = {}
         self.messages: list[str] = []
         self.label = ""                      # a sweep's run number, shown before step names
-        self._made_dirs: set[Path] = set()
+        self._made_dirs: set[str] = set()
         self._champions: dict[str, dict[str, float] | None] = {}
         # a sweep's workspace starts without outputs: a step the cache answers for is not restored
         # into it (its outputs stay "deferred", known by their recorded hashes) until a step has to
@@ -1470,12 +1470,14 @@ class Run:
         name = step.name
         fp = decision.fingerprint.digest
         outs = _step_outputs(step)
+        root = os.fspath(self.workdir)            # paths as strings: this runs for every step
         for o in outs:
-            target = self.workdir / o
+            target = f"{root}/{o}"
             _remove(target)
-            if target.parent not in self._made_dirs:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                self._made_dirs.add(target.parent)
+            parent = target.rpartition("/")[0]
+            if parent not in self._made_dirs:
+                os.makedirs(parent, exist_ok=True)
+                self._made_dirs.add(parent)
         log_path = self.run_dir / f"{name}.log"
         env = {**self.base_env, **step.env, "MLPRISM_STEP": name}
         weight = _cpu_slots(step.resources.cpu)
@@ -1525,7 +1527,7 @@ class Run:
                 return StepResult(name, "failed", code="MLP410", error=f"exit code {code}: {full}",
                                   **base)  # type: ignore[arg-type]
             return StepResult(name, "failed", code="MLP400", error=f"exit code {code}", **base)  # type: ignore[arg-type]
-        missing = [o for o in step.outputs if not (self.workdir / o).exists()]
+        missing = [o for o in step.outputs if not os.path.exists(f"{root}/{o}")]
         if missing:
             return StepResult(name, "failed", code="MLP401", **base,    # type: ignore[arg-type]
                               error="did not produce declared output" + "s" * (len(missing) > 1) + " "
@@ -1537,12 +1539,12 @@ class Run:
             except DiagnosticError as exc:
                 return StepResult(name, "failed", code="MLP406", error=exc.diagnostics[0].message,
                                   **base)  # type: ignore[arg-type]
-        digests = {o: self.s.hasher.digest(self.workdir / o) for o in outs}
+        digests = {o: self.s.hasher.digest(f"{root}/{o}") for o in outs}
         entries = {o: OutputEntry.of(d) for o, d in digests.items()}
         if step.cache:
             try:
                 for o, d in digests.items():
-                    self.s.cache.store(self.workdir / o, d)
+                    self.s.cache.store(f"{root}/{o}", d)
                 self.s.cache.put_record(StepRecord(fp, name, entries, metrics, decision.fingerprint.components,
                                                    time.time(), ended - started, self.run_id))
             except OSError as exc:                                  # hardening: disk full while caching
