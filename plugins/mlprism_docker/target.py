@@ -19,9 +19,8 @@ import json
 import re
 from decimal import Decimal
 from functools import cache
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import jinja2
 import mlprism
 
 from .options import CONTEXT_DIR, OPTIONS_SCHEMA, base_image, check_tag
@@ -85,8 +84,14 @@ def cpu_limit(quantity: str) -> str:
     return quantity
 
 
+if TYPE_CHECKING:
+    import jinja2
+
+
 @cache
 def _templates() -> jinja2.Environment:
+    import jinja2  # here, not at import: every command that loads the plugins would pay ~50 ms for it
+
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("mlprism_docker", "templates"),
         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
