@@ -499,14 +499,26 @@ class GraphIndex:
 
     @classmethod
     def of(cls, pipeline: Pipeline) -> GraphIndex:
+        """The index of ``pipeline``; its neighbours and order are the last index's when the edges are the
+        same object and the steps' names the same (a sweep's combinations: their compiler shared the graph)."""
         steps = {s.name: s for s in pipeline.steps}
+        names = tuple(steps)
+        last = _LAST_INDEX[0] if _LAST_INDEX else None
+        if last is not None and last[0] is pipeline.edges and last[1] == names:
+            known = last[2]
+            return cls(steps, known.ups, known.downs, known.order)      # read only, never changed
         ups: dict[str, set[str]] = {n: set() for n in steps}
         downs: dict[str, set[str]] = {n: set() for n in steps}
         for e in pipeline.edges:
             ups[e.target].add(e.source)
             downs[e.source].add(e.target)
-        return cls(steps, {n: sorted(v) for n, v in ups.items()}, {n: sorted(v) for n, v in downs.items()},
-                   {n: i for i, n in enumerate(steps)})
+        index = cls(steps, {n: sorted(v) for n, v in ups.items()}, {n: sorted(v) for n, v in downs.items()},
+                    {n: i for i, n in enumerate(steps)})
+        _LAST_INDEX[:] = [(pipeline.edges, names, index)]
+        return index
+
+
+_LAST_INDEX: list[tuple[Any, tuple[str, ...], GraphIndex]] = []    # (edges, step names, index) of the last one
 
 
 class SharedSteps:
@@ -543,7 +555,7 @@ class SharedSteps:
                 if not step.cache or name in forced or any(u not in names for u in index.ups[name]):
                     continue
                 used = step_params(first, step, flats[0])
-                if all(other.get(name) == step and step_params(p, step, flat) == used
+                if all(((o := other.get(name)) is step or o == step) and step_params(p, step, flat) == used
                        for other, p, flat in zip(steps[1:], pipelines[1:], flats[1:], strict=True)):
                     names.add(name)
         return cls(frozenset(names))
@@ -1826,19 +1838,23 @@ class _TermAsInterrupt:
 
 
 def plan_decisions(project_dir: Path, pipeline: Pipeline, options: RunOptions | None = None,
-                   workdir: Path | None = None) -> tuple[dict[str, Decision], dict[str, Digest]]:
-    """Decide every selected step as a run would, without running anything or taking the lock."""
+                   workdir: Path | None = None,
+                   lock: dict[str, Any] | None = None) -> tuple[dict[str, Decision], dict[str, Digest]]:
+    """Decide every selected step as a run would, without running anything or taking the lock.
+
+    ``lock``: the project's lock file as the caller has just read it (else it is read here)."""
     options = options or RunOptions()
     project_dir = Path(project_dir).resolve()
     state = state_dir_of(project_dir)
-    lock = read_lock(lock_path(project_dir / pipeline.spec_file))
+    if lock is None:
+        lock = read_lock(lock_path(project_dir / pipeline.spec_file))
     decisions, planner = _plan(pipeline, options, Hasher(state if state.is_dir() else None), Cache(state), lock,
                                workdir or project_dir)
     return decisions, {d.name: planner.hasher.digest(planner.workdir / d.path) for d in pipeline.data}
 
 
-def plan_sweep_decisions(project_dir: Path, pipelines: Sequence[Pipeline],
-                         options: RunOptions | None = None) -> tuple[list[dict[str, Decision]], dict[str, Digest]]:
+def plan_sweep_decisions(project_dir: Path, pipelines: Sequence[Pipeline], options: RunOptions | None = None,
+                         lock: dict[str, Any] | None = None) -> tuple[list[dict[str, Decision]], dict[str, Digest]]:
     """:func:`plan_decisions` for every combination of a sweep (``pipelines``: each compiled with its overrides).
 
     As the sweep's run would: the steps every combination compiles alike (:class:`SharedSteps`)
@@ -1852,7 +1868,8 @@ def plan_sweep_decisions(project_dir: Path, pipelines: Sequence[Pipeline],
     state = state_dir_of(project_dir)
     hasher = Hasher(state if state.is_dir() else None)
     cache = Cache(state)
-    lock = read_lock(lock_path(project_dir / pipelines[0].spec_file))
+    if lock is None:
+        lock = read_lock(lock_path(project_dir / pipelines[0].spec_file))
     first, planner = _plan(pipelines[0], options, hasher, cache, lock, project_dir)
     shared = SharedSteps.of(pipelines, list(first), planner.forced).names
     reuse = {n: d for n, d in first.items() if n in shared}

@@ -297,22 +297,25 @@ class SweepPlan:
     combos: list[dict[str, Any]]
 
 
-def plan_sweep(project_dir: Path, pipeline: Pipeline, options: RunOptions) -> SweepPlan:
-    """Plan ``pipeline`` as ``mlprism run`` would run it: every combination of its sweep, if it has one."""
+def plan_sweep(project_dir: Path, pipeline: Pipeline, options: RunOptions,
+               lock: dict[str, Any] | None = None) -> SweepPlan:
+    """Plan ``pipeline`` as ``mlprism run`` would run it: every combination of its sweep, if it has one.
+
+    ``lock``: the project's lock file, if the caller has read it already."""
     grid = sweep_grid(pipeline, options)
     if grid == [[]]:
-        decisions, data = plan_decisions(project_dir, pipeline, options)
+        decisions, data = plan_decisions(project_dir, pipeline, options, lock=lock)
         return SweepPlan(decisions, data, [])
     from mlprism.runtime.ircache import load_pipelines_cached
 
     compiled = [p for p, _ in load_pipelines_cached(project_dir / pipeline.spec_file,
                                                     [[*pipeline.overrides, *combo] for combo in grid])]
-    return _plan_compiled(project_dir, grid, compiled, options)
+    return _plan_compiled(project_dir, grid, compiled, options, lock)
 
 
 def _plan_compiled(project_dir: Path, grid: list[list[str]], compiled: list[Pipeline],
-                   options: RunOptions) -> SweepPlan:
-    plans, data = plan_sweep_decisions(project_dir, compiled, options)
+                   options: RunOptions, lock: dict[str, Any] | None = None) -> SweepPlan:
+    plans, data = plan_sweep_decisions(project_dir, compiled, options, lock)
     labels = [_combo_label(c) for c in grid]
     merged: dict[str, Decision] = {}
     for name in plans[0]:

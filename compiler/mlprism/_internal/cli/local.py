@@ -235,9 +235,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     pipeline = _load(args)
     project = _project_dir(args)
-    plan = plan_sweep(project, pipeline, RunOptions())      # a sweep: as its run would, every combination
-    decisions, data = plan.decisions, plan.data
     lock = read_lock(lock_path(project / pipeline.spec_file))
+    plan = plan_sweep(project, pipeline, RunOptions(), lock)      # a sweep: as its run would, every combination
+    decisions, data = plan.decisions, plan.data
     data_rows = []
     for d in pipeline.data:
         dg = data[d.name]
