@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from mlprism.diagnostics import Diagnostic, DiagnosticError, did_you_mean
+from mlprism.runtime.sqlitedb import use_wal
 
 __all__ = ["Ledger", "new_run_id"]
 
@@ -128,7 +129,7 @@ class Ledger:
         self._db = sqlite3.connect(str(path), timeout=30, check_same_thread=False)
         self._db.row_factory = _row
         self._db.execute("PRAGMA busy_timeout=30000")
-        self._db.execute("PRAGMA journal_mode=WAL")
+        use_wal(self._db)
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._buffers: dict[str, list[tuple[Any, ...]]] = {_STEP_SQL: [], _METRIC_SQL: [], _ARTIFACT_SQL: [],
                                                             _LINEAGE_SQL: [], _REPORT_SQL: []}

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from mlprism.diagnostics import Diagnostic, DiagnosticError, did_you_mean
+from mlprism.runtime.sqlitedb import use_wal
 
 __all__ = [
     "STAGES",
@@ -249,7 +250,7 @@ class ModelRegistry:
         else:
             self.state_dir.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
+            use_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=30000")
             version = conn.execute("PRAGMA user_version").fetchone()[0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -173,3 +174,32 @@ def test_concurrent_writers_get_distinct_versions(tmp_path: Path) -> None:
         results = pool.map(_register_many, [(str(state), w) for w in range(3)])
     versions = sorted(v for r in results for v in r)
     assert versions == list(range(1, 16))
+
+
+def _open_at(args: tuple[str, float, str]) -> str:
+    state, start_at, kind = args
+    from mlprism.runtime.ledger import Ledger
+
+    while time.time() < start_at:            # every process opens the new database at the same moment
+        pass
+    try:
+        if kind == "registry":
+            with ModelRegistry(Path(state))._transaction():
+                pass
+        else:
+            Ledger(Path(state) / "ledger.db").close()
+    except Exception as exc:            # reported to the test
+        return repr(exc)
+    return "ok"
+
+
+@pytest.mark.parametrize("kind", ["registry", "ledger"])
+def test_processes_creating_the_database_at_once(tmp_path: Path, kind: str) -> None:
+    """Switching a new database to WAL needs it to itself and SQLite does not wait for that: without a retry,
+    about one round in six failed with "database is locked"."""
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(4) as pool:
+        for r in range(12):
+            state = str(tmp_path / str(r) / ".mlprism")
+            results = pool.map(_open_at, [(state, time.time() + 0.3, kind)] * 4)
+            assert results == ["ok"] * 4, (r, results)
