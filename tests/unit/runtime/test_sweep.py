@@ -51,6 +51,24 @@ def test_selection() -> None:
     assert exc.value.diagnostics[0].code == "MLP407" and "train" in (exc.value.diagnostics[0].hint or "")
 
 
+def test_graph_index_reuses_a_shared_graph_only() -> None:
+    """Combinations compiled together share their edges (one object): their indexes share neighbours and order,
+    each with its own steps; anything else gets its own index."""
+    from dataclasses import replace
+
+    p = _pipe()
+    a = GraphIndex.of(p)
+    swept = replace(p, steps=tuple(replace(s, run=s.run + " 2") if s.name == "train" else s for s in p.steps))
+    b = GraphIndex.of(swept)
+    assert b.ups is a.ups and b.order is a.order and b.steps["train"].run == "t 2" and a.steps["train"].run == "t"
+    copied = replace(p, edges=tuple(replace(e) for e in p.edges))       # equal edges, another object
+    c = GraphIndex.of(copied)
+    assert c.ups is not a.ups and c.ups == a.ups and c.downs == a.downs
+    renamed = replace(p, steps=tuple(reversed(p.steps)))                 # same edges, other order
+    assert GraphIndex.of(renamed).order == {"train": 0, "prepare": 1}
+    assert GraphIndex.of(p).order == {"prepare": 0, "train": 1}
+
+
 def test_workspace_links_inputs_and_keeps_outputs_real(tmp_path: Path) -> None:
     proj = tmp_path / "proj"
     for rel in ("src/train.py", "data/raw.csv", "data/train.csv", "models/m.bin", "pipeline.yaml", ".mlprism/x"):
