@@ -249,6 +249,27 @@ def _literal_parts(value: str) -> tuple[str, str] | None:
     return ("|", value[:-1]) if value[-1] == "\n" else ("|-", value)
 
 
+def _held_once() -> tuple[int, int]:
+    """``sys.getrefcount`` of a collection only its parent holds, as :class:`_Direct` meets it in a mapping and a sequence.
+
+    A higher count means the collection may be held more than once (by the data or by
+    someone else): only then does the writer look it up among those it has written. The
+    count is only a hint for speed; the bytes do not depend on it.
+    """
+    if not hasattr(sys, "getrefcount"):          # pragma: no cover - not CPython: never look up
+        return sys.maxsize, sys.maxsize
+    refs = sys.getrefcount
+    for _k, v in {"k": {}}.items():
+        in_mapping = refs(v)
+    for v in [{}]:
+        in_sequence = refs(v)
+    return in_mapping, in_sequence
+
+
+_HELD_ONCE = _held_once()
+_refs: Any = getattr(sys, "getrefcount", len)
+
+
 class _Direct:
     """Block-style YAML written directly, in one walk: the layout in Python, each scalar's text proven.
 
@@ -262,6 +283,10 @@ class _Direct:
     are then filled. A scalar written over several lines other than as a ``|`` literal
     (a quoted one with line breaks), a long one that might be folded at its column, or
     anything :class:`_Nodes` refuses is left to the emitter: :meth:`dump` returns None.
+
+    A collection the data holds more than once (one object, e.g. a step every job of a
+    workflow shares) is written once per column and place and its text reused (`again`);
+    collections are looked up only when their reference count says they may be shared.
     """
 
     def __init__(self, comments: Mapping[str, str] | None) -> None:
@@ -283,6 +308,11 @@ class _Direct:
         slots: list[tuple[int, str, int]] = []   # (index in out, string, column; -1 for a key)
         out: list[str] = [head]
         append = out.append
+        refs = _refs
+        once_in_mapping, once_in_sequence = _HELD_ONCE
+        # id of a collection held more than once (by its reference count) -> (column, inline,
+        # first index in out, end index, text): see again()
+        seen: dict[int, tuple[int, bool, int, int, str | None]] = {}
 
         def check(value: str) -> None:
             if not _C_SAFE.match(value) or value == "\n" or value.endswith("\n\n"):
@@ -340,6 +370,34 @@ class _Direct:
                 return float_text(v)
             raise _Unsafe
 
+        def again(c: list[Any] | tuple[Any, ...] | dict[Any, Any], col: int, inline: bool) -> bool:
+            """For a collection the data may hold more than once: True when it was written here.
+
+            The first meeting writes it and notes the column, the place (a sequence item or
+            not) and where its text is in `out`; a later meeting at that column and place
+            writes that text again (joined once), unless the first left a slot (a string
+            libyaml writes after the walk): then it, as a meeting elsewhere, is walked again
+            (False). The data is alive and unchanged during the walk, so an id names one
+            collection throughout.
+            """
+            entry = seen.get(id(c))
+            if entry is None:
+                start, n = len(out), len(slots)
+                if type(c) is dict:
+                    mapping(c, col, inline)
+                else:
+                    sequence(c, col, inline)
+                seen[id(c)] = (col, inline, start if len(slots) == n else -1, len(out), None)
+                return True
+            if entry[0] != col or entry[1] is not inline or entry[2] < 0:
+                return False
+            text = entry[4]
+            if text is None:
+                text = "".join(out[entry[2]:entry[3]])
+                seen[id(c)] = (col, inline, 0, 0, text)
+            append(text)
+            return True
+
         def mapping(d: dict[Any, Any], col: int, inline: bool) -> None:
             if col > _DEEP:
                 raise _Unsafe
@@ -370,13 +428,15 @@ class _Direct:
                 elif t is dict:
                     if v:
                         append(f"{lead}{kt}:\n")
-                        mapping(v, col + 2, False)
+                        if refs(v) <= once_in_mapping or not again(v, col + 2, False):
+                            mapping(v, col + 2, False)
                     else:
                         append(f"{lead}{kt}: {{}}\n")
                 elif t is list or t is tuple:
                     if v:
                         append(f"{lead}{kt}:\n")
-                        sequence(v, col, False)
+                        if refs(v) <= once_in_mapping or not again(v, col, False):
+                            sequence(v, col, False)
                     else:
                         append(f"{lead}{kt}: []\n")
                 else:
@@ -404,13 +464,15 @@ class _Direct:
                 elif t is dict:
                     if v:
                         append(f"{lead}- ")
-                        mapping(v, col + 2, True)
+                        if refs(v) <= once_in_sequence or not again(v, col + 2, True):
+                            mapping(v, col + 2, True)
                     else:
                         append(f"{lead}- {{}}\n")
                 elif t is list or t is tuple:
                     if v:
                         append(f"{lead}- ")
-                        sequence(v, col + 2, True)
+                        if refs(v) <= once_in_sequence or not again(v, col + 2, True):
+                            sequence(v, col + 2, True)
                     else:
                         append(f"{lead}- []\n")
                 else:

@@ -197,3 +197,65 @@ def test_a_pin_after_a_quoted_line_break_character_is_commented_on_its_own_line(
         text = dump_yaml([odd, [odd, pin], {"uses": pin}], comments=PINS)
         assert text.endswith(f"  - {pin} # v4.2.2\n- uses: {pin} # v4.2.2\n"), text
         assert text.count("# v4.2.2") == 2
+
+
+# --- a collection the data holds more than once: written again from its first text -------------
+
+_small = st.recursive(st.one_of(strings, st.integers(), st.booleans(), st.none()),
+                      lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(keys, inner, max_size=3)),
+                      max_leaves=8)
+containers = st.one_of(st.lists(_small, min_size=1, max_size=3), st.dictionaries(keys, _small, min_size=1, max_size=3))
+
+
+def _reusing(sub: Any) -> list[Any]:
+    """Documents holding `sub` (one object) at several places: the same column and place, others, nested."""
+    return [
+        {"a": sub, "b": sub, "c": {"d": sub, "e": sub}},             # mapping values, two columns
+        [sub, sub, [sub, sub], {"k": sub}],                          # sequence items, nested sequence
+        {"steps": [sub, {"x": 1}, sub], "jobs": {"j": {"steps": [sub, sub]}}, "last": sub},
+        [{"k": sub, "l": [sub]}, {"k": sub, "l": [sub]}],
+    ]
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sub=containers, with_comments=st.booleans())
+def test_a_collection_met_again_is_written_as_the_reference_writes_it(sub: Any, with_comments: bool) -> None:
+    # the reference count only says where to look a collection up; the bytes must not depend on it
+    comments = PINS if with_comments else None
+    docs = _reusing(sub)
+    expected = [reference(doc, comments) for doc in docs]
+    real = yamlio._refs
+    try:
+        for refs in (real, lambda obj: 0, lambda obj: 1 << 30):    # as counted, never shared, always
+            yamlio._refs = refs
+            for doc, text in zip(docs, expected, strict=True):
+                assert dump_yaml(doc, comments=comments) == text
+                out = _dump_direct(doc, comments)
+                assert out is None or out == text
+    finally:
+        yamlio._refs = real
+
+
+def test_shared_steps_take_the_reuse_path_and_keep_their_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    checkout = {"name": "Check out", "uses": next(iter(PINS)), "with": {"persist-credentials": False}}
+    script = {"name": "Run", "run": "echo one\necho two\n", "env": {"A": "${{ secrets.A }}"}}  # a slot: libyaml
+    doc = {"jobs": {f"j{i}": {"steps": [checkout, script, {"name": f"own {i}"}]} for i in range(3)},
+           "other": {"deeper": {"steps": [checkout, script]}}, "flat": checkout, "seq": [[checkout]]}
+    calls: list[int] = []
+    real = yamlio._refs
+
+    def counting(obj: Any) -> int:
+        calls.append(id(obj))
+        return int(real(obj))
+
+    monkeypatch.setattr(yamlio, "_refs", counting)
+    out = _dump_direct(doc, PINS)
+    assert out == reference(doc, PINS)
+    assert id(checkout) in calls           # the writer asked, and the shared step was looked up
+    assert out.count("uses: " + next(iter(PINS)) + " # v4.2.2\n") == 6
+
+
+def test_a_collection_holding_itself_still_fails_as_the_reference_does() -> None:
+    loop: dict[str, Any] = {"a": 1}
+    loop["self"] = loop
+    assert _dump_direct({"x": loop, "y": loop}, None) is None
