@@ -61,7 +61,7 @@ from mlprism import (
 
 from mlprism_github.actions import Action, sub
 from mlprism_github.target import Options
-from mlprism_github.text import Script, plain
+from mlprism_github.text import Script, plain, sh_word
 
 SELECT_JOB = "select_sweep"
 DEPLOY_JOB = "deploy_model"
@@ -278,6 +278,13 @@ class Builder:
         self.dispatch = bool(t.manual or (p.monitor and p.monitor.on_drift == "retrain")
                              or (t.push is None and not t.schedule))
         self.monitor_files = self._monitor_files()
+        # Parts every job has alike are built once per compile and the same object is put in
+        # each job (dump_yaml writes a collection it meets again from its first text). Nothing
+        # here outlives this Builder, and nothing changes these objects once built.
+        self._shared: dict[Any, Any] = {}
+        self._with_artifact = {s.name for s in p.steps if s.outputs or s.metrics}
+        self._uses = {key: _uses(action) for key, action in self.a.items()}
+        self._cache_path = _join(self.wd, ".mlprism/cache")
         if "${{" in self.wd:
             raise DiagnosticError([Diagnostic(
                 "MLP303", f"the project directory `{self.wd}` contains `${{{{`, which GitHub would read as an expression",
@@ -299,36 +306,59 @@ class Builder:
 
     # -- common steps --
     def checkout(self) -> dict[str, Any]:
-        return {"name": "Check out", "uses": _uses(self.a["checkout"]), "with": {"persist-credentials": False}}
+        step = self._shared.get("checkout")
+        if step is None:
+            step = self._shared["checkout"] = {"name": "Check out", "uses": _uses(self.a["checkout"]),
+                                               "with": {"persist-credentials": False}}
+        return step
 
     def setup_python(self) -> dict[str, Any]:
-        step: dict[str, Any] = {"name": "Set up Python", "uses": _uses(self.a["setup-python"]),
-                                "with": {"python-version": self.o.python_version}}
+        step = self._shared.get("setup-python")
+        if step is not None:
+            return step
+        step = {"name": "Set up Python", "uses": _uses(self.a["setup-python"]),
+                "with": {"python-version": self.o.python_version}}
         req = self.p.environment.requirements
         if req:
             dep = _join(self.wd, req)
             if "${{" not in dep:    # an action input would evaluate it; then go without the pip cache
                 step["with"]["cache"] = "pip"
                 step["with"]["cache-dependency-path"] = dep
+        self._shared["setup-python"] = step
         return step
 
     def install(self) -> dict[str, Any]:
-        sh = Script()
-        req = self.p.environment.requirements
-        args = ["-r", req] if req else []
-        sh.add(f"python -m pip install {sh.words([*args, self.o.mlprism])}")
-        return _run("Install requirements and mlprism", sh)
+        step = self._shared.get("install")
+        if step is None:
+            sh = Script()
+            req = self.p.environment.requirements
+            args = ["-r", req] if req else []
+            sh.add(f"python -m pip install {sh.words([*args, self.o.mlprism])}")
+            step = self._shared["install"] = _run("Install requirements and mlprism", sh)
+        return step
 
     def download(self, upstream: str, swept: bool) -> list[dict[str, Any]]:
-        name = _artifact(upstream, swept)
-        return [{"name": f"Download the outputs of {upstream}", "uses": _uses(self.a["download-artifact"]),
-                 "with": {"name": name, "path": "${{ runner.temp }}/mlprism-in"}}]
+        key = ("download", upstream, swept)
+        step = self._shared.get(key)
+        if step is None:
+            step = self._shared[key] = {"name": f"Download the outputs of {upstream}",
+                                        "uses": _uses(self.a["download-artifact"]),
+                                        "with": {"name": _artifact(upstream, swept),
+                                                 "path": "${{ runner.temp }}/mlprism-in"}}
+        return [step]
 
     def has_artifact(self, step: Step) -> bool:
         return bool(step.outputs or step.metrics)
 
     def overrides_step(self, swept: bool) -> dict[str, Any] | None:
         """Writes the run's dynamic overrides (dispatch inputs, sweep leg), NUL-separated, to a file."""
+        key = ("params", swept)
+        if key not in self._shared:
+            self._shared[key] = self._overrides_step(swept)
+        step: dict[str, Any] | None = self._shared[key]
+        return step
+
+    def _overrides_step(self, swept: bool) -> dict[str, Any] | None:
         if not (self.dispatch and self.dispatch_params) and not self.p.sweep:
             return None
         sh = Script()
@@ -361,72 +391,57 @@ class Builder:
                "else",
                '  : > "$RUNNER_TEMP/mlprism-overrides"',
                "fi")
-        step = _run("Params", sh)
+        step: dict[str, Any] = {"name": "Params"}
         if env:
             step["env"] = env
+        step["run"] = sh.text()
         return step
-
-    def command(self, sh: Script, argv: list[str], dynamic: bool) -> str:
-        text = sh.words(argv)
-        return text + (' "${overrides[@]}"' if dynamic else "")
 
     # -- one job per step --
     def step_job(self, step: Step) -> dict[str, Any]:
-        p, o = self.p, self.o
-        swept = step.name in self.swept
-        job: dict[str, Any] = {"name": step.name if not swept else f"{step.name} (sweep ${{{{ matrix.sweep }}}})"}
-        needs = list(p.upstream(step.name))
+        p = self.p
+        name = step.name
+        swept = name in self.swept
+        job: dict[str, Any] = {"name": name if not swept else f"{name} (sweep ${{{{ matrix.sweep }}}})"}
+        needs = list(p.upstream(name))
         if needs:
             job["needs"] = needs
-        job["runs-on"] = _runs_on(step, p, o)
-        job["permissions"] = {"contents": "read"}
+        job["runs-on"] = self.runs_on(step)
+        job["permissions"] = self.read_only()
         job.update(self.job_defaults())
         run_minutes, job_minutes = _timeout(step)
         if job_minutes:
             job["timeout-minutes"] = job_minutes
         if swept:
-            job["strategy"] = {"fail-fast": False, "matrix": {"sweep": list(range(len(self.legs)))}}
+            job["strategy"] = self.matrix()
         steps: list[dict[str, Any]] = [self.checkout(), self.setup_python(), self.install()]
-        unpack = Script()
+        unpack: list[str] = []
         for up in needs:
-            if self.has_artifact(p.step(up)):
+            if up in self._with_artifact:
                 steps.extend(self.download(up, swept and up in self.swept))
-                unpack.add(f'tar -xf "$RUNNER_TEMP/mlprism-in/"{unpack.word(up + ".tar")}')
-        if unpack.lines:
-            steps.append(_run("Unpack the upstream outputs", unpack))
+                unpack.append(f'tar -xf "$RUNNER_TEMP/mlprism-in/"{sh_word(up + ".tar")}\n')
+        if unpack:
+            steps.append({"name": "Unpack the upstream outputs", "run": _script("".join(unpack))})
         params = self.overrides_step(swept)
         dynamic = params is not None
         if params:
             steps.append(params)
-        read = 'mapfile -d \'\' -t overrides < "$RUNNER_TEMP/mlprism-overrides"'
-        key_prefix = f"mlprism-{p.name}-{step.name}-"
+        # the scripts' fixed parts, quoted once per compile: [read, fingerprint head, fingerprint tail, run tail]
+        head, fp_head, fp_tail, run_tail = self._texts(dynamic)
+        word = sh_word(name)
         if step.cache:
-            sh = Script()
-            if dynamic:
-                sh.add(read)
-            argv = ["mlprism", "fingerprint", p.spec_file, step.name, *p.overrides]
-            sh.add(f"fingerprint=\"$({self.command(sh, argv, dynamic)})\"",
-                   'if [[ ! "$fingerprint" =~ ^[0-9a-f]{16,128}$ ]]; then',
-                   '  echo "mlprism fingerprint printed an unexpected value" >&2; exit 1',
-                   "fi",
-                   'echo "fingerprint=$fingerprint" >> "$GITHUB_OUTPUT"')
-            fp = _run("Fingerprint", sh)
-            fp["id"] = "fingerprint"
-            steps.append(fp)
-            steps.append({"name": "Restore the step cache", "uses": _uses(self.a["cache"]),
-                          "with": {"path": _join(self.wd, ".mlprism/cache"),
-                                   "key": key_prefix + "${{ steps.fingerprint.outputs.fingerprint }}"}})
-        registers = bool(p.registry and p.registry.register_after == step.name)
+            steps.append({"name": "Fingerprint", "id": "fingerprint", "run": _script(fp_head + word + fp_tail)})
+            steps.append({"name": "Restore the step cache", "uses": self._uses["cache"],
+                          "with": {"path": self._cache_path,
+                                   "key": f"mlprism-{p.name}-{name}-${{{{ steps.fingerprint.outputs.fingerprint }}}}"}})
+        registers = bool(p.registry and p.registry.register_after == name)
         if registers:
             steps.append(self.registry_restore())
-        sh = Script()
-        if dynamic:
-            sh.add(read)
-        sh.add(self.command(sh, step_command(p, step), dynamic))
-        run = _run(f"Run {step.name}", sh)
-        secrets = {n: f"${{{{ secrets.{n} }}}}" for n in p.environment.secrets}
+        run: dict[str, Any] = {"name": f"Run {name}"}
+        secrets = self._secrets()
         if secrets:
             run["env"] = secrets
+        run["run"] = _script(head + Script().words(step_command(p, step)) + run_tail)
         if run_minutes:
             run["timeout-minutes"] = run_minutes
         steps.append(run)
@@ -434,41 +449,85 @@ class Builder:
             steps.append(self.metrics_summary(step))
         if registers and not swept:
             steps.append(self.registry_save())
-        if step.name in self.monitor_files and not swept:
-            steps.extend(self.monitor_save(step.name))
-        if self.has_artifact(step):
-            pack = Script()
+        if name in self.monitor_files and not swept:
+            steps.extend(self.monitor_save(name))
+        if name in self._with_artifact:
             files = [*step.outputs, *([step.metrics] if step.metrics else [])]
-            pack.add('mkdir -p "$RUNNER_TEMP/mlprism-out"',
-                     f'tar -cf "$RUNNER_TEMP/mlprism-out/"{pack.word(step.name + ".tar")} -- {pack.words(files)}')
-            steps.append(_run("Pack the outputs", pack))
-            steps.append(self.upload(_artifact(step.name, swept), f"{step.name}.tar", "error", "Upload the outputs"))
-        steps.extend(self.records(step.name, swept))
+            tar = sh_word(name + ".tar")
+            steps.append({"name": "Pack the outputs", "run": _script(
+                f'mkdir -p "$RUNNER_TEMP/mlprism-out"\ntar -cf "$RUNNER_TEMP/mlprism-out/"{tar} -- '
+                f"{Script().words(files)}\n")})
+            steps.append(self.upload(_artifact(name, swept), f"{name}.tar", "error", "Upload the outputs"))
+        steps.extend(self.records(name, swept))
         job["steps"] = steps
         return job
+
+    def _texts(self, dynamic: bool) -> tuple[str, str, str, str]:
+        """The fixed parts of a job's fingerprint and run scripts, around the step's name."""
+        key = ("texts", dynamic)
+        texts: tuple[str, str, str, str] | None = self._shared.get(key)
+        if texts is None:
+            p = self.p
+            sh = Script()
+            head = 'mapfile -d \'\' -t overrides < "$RUNNER_TEMP/mlprism-overrides"\n' if dynamic else ""
+            tail = (' "${overrides[@]}"' if dynamic else "")
+            rest = "".join(" " + sh.word(x) for x in p.overrides) + tail
+            fp_head = head + f'fingerprint="$({sh.words(["mlprism", "fingerprint", p.spec_file])} '
+            fp_tail = (f'{rest})"\n'
+                       'if [[ ! "$fingerprint" =~ ^[0-9a-f]{16,128}$ ]]; then\n'
+                       '  echo "mlprism fingerprint printed an unexpected value" >&2; exit 1\n'
+                       "fi\n"
+                       'echo "fingerprint=$fingerprint" >> "$GITHUB_OUTPUT"\n')
+            texts = self._shared[key] = (head, fp_head, fp_tail, tail + "\n")
+        return texts
+
+    def runs_on(self, step: Step) -> str | list[str]:
+        """`runs-on:` of a step's job (one object per distinct answer)."""
+        r = step.resources
+        key = ("runs-on", bool(r.gpu), r.cpu, r.memory)
+        labels = self._shared.get(key)
+        if labels is None:
+            labels = self._shared[key] = _runs_on(step, self.p, self.o)
+        return labels
+
+    def read_only(self) -> dict[str, str]:
+        perms = self._shared.get("read-only")
+        if perms is None:
+            perms = self._shared["read-only"] = {"contents": "read"}
+        return perms
+
+    def matrix(self) -> dict[str, Any]:
+        strategy = self._shared.get("matrix")
+        if strategy is None:
+            strategy = self._shared["matrix"] = {"fail-fast": False, "matrix": {"sweep": list(range(len(self.legs)))}}
+        return strategy
+
+    def _secrets(self) -> dict[str, str]:
+        env = self._shared.get("secrets")
+        if env is None:
+            env = self._shared["secrets"] = {n: f"${{{{ secrets.{n} }}}}" for n in self.p.environment.secrets}
+        return env
 
     def upload(self, name: str, file: str, if_missing: str, title: str, directory: str = "mlprism-out",
                always: bool = False) -> dict[str, Any]:
         step: dict[str, Any] = {"name": title}
         if always:
             step["if"] = "${{ !cancelled() }}"
-        step.update({"uses": _uses(self.a["upload-artifact"]),
-                     "with": {"name": name, "path": f"${{{{ runner.temp }}}}/{directory}" + (f"/{file}" if file else ""),
-                              "if-no-files-found": if_missing, "retention-days": self.o.retention_days}})
+        step["uses"] = self._uses["upload-artifact"]
+        step["with"] = {"name": name, "path": f"${{{{ runner.temp }}}}/{directory}" + (f"/{file}" if file else ""),
+                        "if-no-files-found": if_missing, "retention-days": self.o.retention_days}
         return step
 
     def records(self, step_name: str, swept: bool) -> list[dict[str, Any]]:
-        sh = Script()
-        sh.add("records=()",
-               "for f in .mlprism/runs .mlprism/ledger.db* .mlprism/registry.db* .mlprism/registry; do",
-               '  if [ -e "$f" ]; then records+=("$f"); fi',
-               "done",
-               'mkdir -p "$RUNNER_TEMP/mlprism-records"',
-               'if [ "${#records[@]}" -gt 0 ]; then',
-               f'  tar -cf "$RUNNER_TEMP/mlprism-records/"{sh.word(step_name + ".tar")} -- "${{records[@]}}"',
-               "fi")
-        pack = _run("Pack the run records", sh)
-        pack = {"name": pack["name"], "if": "${{ !cancelled() }}", **{k: v for k, v in pack.items() if k != "name"}}
+        pack = {"name": "Pack the run records", "if": "${{ !cancelled() }}", "run": _script(
+            "records=()\n"
+            "for f in .mlprism/runs .mlprism/ledger.db* .mlprism/registry.db* .mlprism/registry; do\n"
+            '  if [ -e "$f" ]; then records+=("$f"); fi\n'
+            "done\n"
+            'mkdir -p "$RUNNER_TEMP/mlprism-records"\n'
+            'if [ "${#records[@]}" -gt 0 ]; then\n'
+            f'  tar -cf "$RUNNER_TEMP/mlprism-records/"{sh_word(step_name + ".tar")} -- "${{records[@]}}"\n'
+            "fi\n")}
         name = "records." + _artifact(step_name, swept)
         return [pack, self.upload(name, f"{step_name}.tar", "ignore", "Upload the run records",
                                   "mlprism-records", always=True)]
@@ -668,6 +727,12 @@ def _run(title: str, sh: Script) -> dict[str, Any]:
     return {"name": title, "run": sh.text()}
 
 
+def _script(text: str) -> str:
+    """A script's text built from fixed lines and :func:`sh_word`-quoted words (as :meth:`Script.text` checks)."""
+    assert "${{" not in text, text       # expressions reach a script only through `env:`
+    return text
+
+
 def _default_text(value: Any) -> str | None:
     """The dispatch input's default (the spec's value as an override value), or None if it cannot be shown."""
     try:
@@ -702,31 +767,44 @@ _JOB_KEYS = ("name", "needs", "if", "runs-on", "environment", "permissions", "co
              "timeout-minutes", "strategy", "outputs", "steps")
 
 
-# (keys as built, conventional keys) -> the order to write them in, None when already in it
-_ORDERS: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[str, ...] | None] = {}
+# keys as built -> the order to write them in (None when already in it), per conventional order
+_STEP_ORDERS: dict[tuple[str, ...], tuple[str, ...] | None] = {}
+_JOB_ORDERS: dict[tuple[str, ...], tuple[str, ...] | None] = {}
 
 
-def _ordered(d: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+def _ordered(d: dict[str, Any], keys: tuple[str, ...],
+             orders: dict[tuple[str, ...], tuple[str, ...] | None]) -> dict[str, Any]:
     """`d` with its keys in the order of `keys` (`d` itself when they are; a workflow has a few key sets)."""
     have = tuple(d)
     try:
-        order = _ORDERS[have, keys]
+        order = orders[have]
     except KeyError:
         extra = [k for k in d if k not in keys]
         if extra:
             raise AssertionError(f"unexpected keys {extra}") from None
         wanted = tuple(k for k in keys if k in d)
-        order = _ORDERS[have, keys] = None if wanted == have else wanted
+        order = orders[have] = None if wanted == have else wanted
     return d if order is None else {k: d[k] for k in order}
 
 
 def _tidy(wf: dict[str, Any]) -> dict[str, Any]:
-    """Jobs and steps with their keys in one conventional order (the input is left as it is)."""
+    """Jobs and steps with their keys in one conventional order (the input is left as it is).
+
+    What is already in that order is kept as it is (the same objects), so a step shared by
+    several jobs stays shared.
+    """
     jobs = {}
+    changed = False
     for name, job in wf["jobs"].items():
-        job = _ordered(job, _JOB_KEYS)
-        jobs[name] = {**job, "steps": [_ordered(step, _STEP_KEYS) for step in job["steps"]]}
-    return {**wf, "jobs": jobs}
+        tidy = _ordered(job, _JOB_KEYS, _JOB_ORDERS)
+        steps = tidy["steps"]
+        for step in steps:
+            if _STEP_ORDERS.get(tuple(step), ()) is not None and _ordered(step, _STEP_KEYS, _STEP_ORDERS) is not step:
+                tidy = {**tidy, "steps": [_ordered(s, _STEP_KEYS, _STEP_ORDERS) for s in steps]}
+                break
+        changed = changed or tidy is not job
+        jobs[name] = tidy
+    return {**wf, "jobs": jobs} if changed else wf
 
 
 def serialize(data: dict[str, Any], header: str, o: Options) -> str:
