@@ -94,3 +94,16 @@ def test_compiler_bench_reports_every_stage(tmp_path: Path) -> None:
     assert header.startswith("| shape | N | load | compose | validate |") and "emit docker" in header
     assert diamond.startswith("| diamond | 12 |") and mix.startswith("| mix | 12 |")
     assert "—" in mix and "—" not in diamond        # docker and make refuse mix's sweep: not compiled
+
+
+def test_ab_runs_two_versions_in_turn(tmp_path: Path) -> None:
+    """benchmarks/ab.py exports both versions and runs each with its own code first on the path."""
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "ab.py"), "HEAD", "WORKTREE", "--cases", "small", "--runs", "1",
+         "--workdir", str(tmp_path / "work"), "--build", str(tmp_path / "ab")],
+        capture_output=True, text=True, timeout=180, check=False, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    [line] = [ln for ln in proc.stdout.splitlines() if ln.startswith("validate, 3 steps")]
+    assert " | HEAD " in line and " | WORKTREE " in line and "exit" not in line, line
+    for name in ("a", "b"):
+        assert list((tmp_path / "ab" / name / "compiler" / "mlprism").glob("__pycache__/*.pyc"))
