@@ -81,6 +81,9 @@ class ArgoPipeline:
 
     def __init__(self, p: mlprism.Pipeline, s: Settings) -> None:
         self.p, self.s = p, s
+        # Parts every container has alike are one object per compile: dump_yaml writes a collection
+        # it meets again from its first text. Nothing changes them once built.
+        self._parts: dict[Any, Any] = {}
         self.flat = p.flat_params() if p.params else {}
         _refuse_braces(p, self.flat)
         self.param_names = unique_argo_names(list(self.flat), "params", "params")
@@ -345,16 +348,25 @@ class ArgoPipeline:
         c: dict[str, Any] = {"image": s.pipeline_image.ref, "imagePullPolicy": s.pipeline_image.pull_policy,
                              "command": [k8s_escape(a) for a in command[:1]],
                              "args": [k8s_escape(a) for a in command[1:]], "workingDir": workdir}
-        envs = base_env() + [{"name": k, "value": k8s_escape(str(v))} for k, v in (env or {}).items()]
+        envs = [*self._part("base-env", base_env),
+                *({"name": k, "value": k8s_escape(str(v))} for k, v in (env or {}).items())]
         if secrets:
-            envs += secret_env(self.p, s)
+            envs += self._part("secret-env", lambda: secret_env(self.p, s))
         c["env"] = envs
         if self.p.environment.variables:
-            c["envFrom"] = [{"configMapRef": {"name": f"{self.p.name}-env"}}]
-        c["resources"] = resources(s, res)
-        c["securityContext"] = container_security(s)
-        c["volumeMounts"] = [{"name": "workspace", "mountPath": WORKSPACE}, tmp_mount()]
+            c["envFrom"] = self._part("env-from", lambda: [{"configMapRef": {"name": f"{self.p.name}-env"}}])
+        quota = (res.cpu, res.memory, res.gpu) if res is not None else None
+        c["resources"] = self._part(("resources", quota), lambda: resources(s, res))
+        c["securityContext"] = self._part("security", lambda: container_security(s))
+        c["volumeMounts"] = self._part("mounts", lambda: [{"name": "workspace", "mountPath": WORKSPACE}, tmp_mount()])
         return c
+
+    def _part(self, key: Any, make: Callable[[], Any]) -> Any:
+        """The one object for `key` in this compile (made on first use; never changed afterwards)."""
+        part = self._parts.get(key)
+        if part is None:
+            part = self._parts[key] = make()
+        return part
 
     def _workspace_template(self) -> dict[str, Any]:
         script = 'set -eu; rm -rf "$2"; cp -R "$1/." "$3/"'
