@@ -238,3 +238,8 @@ def test_status_and_dry_run_consider_every_combination(cli, project, tmp_path: P
     assert r.code == 0 and "sweep:" not in r.out and "everything up to date" in r.out, r.out   # k=4 was selected
     r = cli("status", "pipeline.yaml", "params.k=2", cwd=proj)
     assert "train  restorable" in r.out, r.out
+    r = cli("explain", "pipeline.yaml", "train", cwd=proj)       # one configuration: it says which, and how
+    assert r.code == 0 and "note: the spec sweeps 4 combinations; this explains the params as given (k=1)" in r.out
+    assert "to explain one, add its overrides, e.g. `params.k=1`" in r.out, r.out
+    r = cli("explain", "pipeline.yaml", "train", "params.k=4", cwd=proj)
+    assert r.code == 0 and "is up to date" in r.out and "note:" not in r.out, r.out

@@ -322,11 +322,18 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if own.action != "run":
         own_reasons = own.reasons
     verdict = {"run": "would run", "restore": "would be restored from the cache", "cached": "is up to date"}[d.action]
+    from mlprism.runtime.sweep import sweep_grid
+
+    grid = sweep_grid(pipeline, RunOptions())      # a sweep: this explains one configuration, say which
+    sweep_note = None if grid == [[]] else (
+        f"the spec sweeps {len(grid)} combinations; this explains the params as given "
+        f"({', '.join(f'{k}={v}' for k, v in sorted(own.fingerprint.components['params'].items())) or 'none'}); "
+        f"`mlprism status` plans every combination; to explain one, add its overrides, e.g. `{' '.join(grid[0])}`")
     if args.json:
         _dump({"step": args.step, "action": d.action, "reasons": d.reasons, "own_changes": own_reasons,
                "fingerprint": {"new": own.fingerprint.digest, "old": d.previous or previous},
                "upstream": {n: {"action": x.action, "reasons": x.reasons} for n, x in upstream.items()},
-               "components": own.fingerprint.components})
+               "components": own.fingerprint.components, "sweep_note": sweep_note})
         return 0
     print(f"`{args.step}` {verdict}:")
     for r in d.reasons:
@@ -342,6 +349,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     old = d.previous or previous
     same = " (the lock file's)" if old == own.fingerprint.digest else f" (lock file: {old})" if old else ""
     print(f"fingerprint with the inputs as they are now: {own.fingerprint.digest}{same}")
+    if sweep_note:
+        print(f"note: {sweep_note}")
     return 0
 
 
