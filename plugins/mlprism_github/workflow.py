@@ -46,7 +46,7 @@ import json
 import math
 import posixpath
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from mlprism import (
@@ -304,58 +304,54 @@ class Builder:
                     out.setdefault(s.name, []).append(path)
         return out
 
+    def _part(self, key: Any, make: Callable[..., Any], *args: Any) -> Any:
+        """The one object for `key` in this compile: ``make(*args)`` on first use, never changed afterwards."""
+        if key not in self._shared:
+            self._shared[key] = make(*args)
+        return self._shared[key]
+
     # -- common steps --
     def checkout(self) -> dict[str, Any]:
-        step = self._shared.get("checkout")
-        if step is None:
-            step = self._shared["checkout"] = {"name": "Check out", "uses": _uses(self.a["checkout"]),
-                                               "with": {"persist-credentials": False}}
-        return step
+        return self._part("checkout", lambda: {"name": "Check out", "uses": _uses(self.a["checkout"]),
+                                               "with": {"persist-credentials": False}})
 
     def setup_python(self) -> dict[str, Any]:
-        step = self._shared.get("setup-python")
-        if step is not None:
-            return step
-        step = {"name": "Set up Python", "uses": _uses(self.a["setup-python"]),
-                "with": {"python-version": self.o.python_version}}
+        return self._part("setup-python", self._setup_python)
+
+    def _setup_python(self) -> dict[str, Any]:
+        step: dict[str, Any] = {"name": "Set up Python", "uses": _uses(self.a["setup-python"]),
+                                "with": {"python-version": self.o.python_version}}
         req = self.p.environment.requirements
         if req:
             dep = _join(self.wd, req)
             if "${{" not in dep:    # an action input would evaluate it; then go without the pip cache
                 step["with"]["cache"] = "pip"
                 step["with"]["cache-dependency-path"] = dep
-        self._shared["setup-python"] = step
         return step
 
     def install(self) -> dict[str, Any]:
-        step = self._shared.get("install")
-        if step is None:
-            sh = Script()
-            req = self.p.environment.requirements
-            args = ["-r", req] if req else []
-            sh.add(f"python -m pip install {sh.words([*args, self.o.mlprism])}")
-            step = self._shared["install"] = _run("Install requirements and mlprism", sh)
-        return step
+        return self._part("install", self._install)
+
+    def _install(self) -> dict[str, Any]:
+        sh = Script()
+        req = self.p.environment.requirements
+        args = ["-r", req] if req else []
+        sh.add(f"python -m pip install {sh.words([*args, self.o.mlprism])}")
+        return _run("Install requirements and mlprism", sh)
 
     def download(self, upstream: str, swept: bool) -> list[dict[str, Any]]:
-        key = ("download", upstream, swept)
-        step = self._shared.get(key)
-        if step is None:
-            step = self._shared[key] = {"name": f"Download the outputs of {upstream}",
-                                        "uses": _uses(self.a["download-artifact"]),
-                                        "with": {"name": _artifact(upstream, swept),
-                                                 "path": "${{ runner.temp }}/mlprism-in"}}
-        return [step]
+        return [self._part(("download", upstream, swept), self._download, upstream, swept)]
+
+    def _download(self, upstream: str, swept: bool) -> dict[str, Any]:
+        return {"name": f"Download the outputs of {upstream}", "uses": _uses(self.a["download-artifact"]),
+                "with": {"name": _artifact(upstream, swept), "path": "${{ runner.temp }}/mlprism-in"}}
 
     def has_artifact(self, step: Step) -> bool:
         return bool(step.outputs or step.metrics)
 
     def overrides_step(self, swept: bool) -> dict[str, Any] | None:
         """Writes the run's dynamic overrides (dispatch inputs, sweep leg), NUL-separated, to a file."""
-        key = ("params", swept)
-        if key not in self._shared:
-            self._shared[key] = self._overrides_step(swept)
-        step: dict[str, Any] | None = self._shared[key]
+        step: dict[str, Any] | None = self._part(("params", swept), self._overrides_step, swept)
         return step
 
     def _overrides_step(self, swept: bool) -> dict[str, Any] | None:
@@ -464,48 +460,41 @@ class Builder:
 
     def _texts(self, dynamic: bool) -> tuple[str, str, str, str]:
         """The fixed parts of a job's fingerprint and run scripts, around the step's name."""
-        key = ("texts", dynamic)
-        texts: tuple[str, str, str, str] | None = self._shared.get(key)
-        if texts is None:
-            p = self.p
-            sh = Script()
-            head = 'mapfile -d \'\' -t overrides < "$RUNNER_TEMP/mlprism-overrides"\n' if dynamic else ""
-            tail = (' "${overrides[@]}"' if dynamic else "")
-            rest = "".join(" " + sh.word(x) for x in p.overrides) + tail
-            fp_head = head + f'fingerprint="$({sh.words(["mlprism", "fingerprint", p.spec_file])} '
-            fp_tail = (f'{rest})"\n'
-                       'if [[ ! "$fingerprint" =~ ^[0-9a-f]{16,128}$ ]]; then\n'
-                       '  echo "mlprism fingerprint printed an unexpected value" >&2; exit 1\n'
-                       "fi\n"
-                       'echo "fingerprint=$fingerprint" >> "$GITHUB_OUTPUT"\n')
-            texts = self._shared[key] = (head, fp_head, fp_tail, tail + "\n")
+        texts: tuple[str, str, str, str] = self._part(("texts", dynamic), self._script_texts, dynamic)
         return texts
+
+    def _script_texts(self, dynamic: bool) -> tuple[str, str, str, str]:
+        p = self.p
+        sh = Script()
+        head = 'mapfile -d \'\' -t overrides < "$RUNNER_TEMP/mlprism-overrides"\n' if dynamic else ""
+        tail = (' "${overrides[@]}"' if dynamic else "")
+        rest = "".join(" " + sh.word(x) for x in p.overrides) + tail
+        fp_head = head + f'fingerprint="$({sh.words(["mlprism", "fingerprint", p.spec_file])} '
+        fp_tail = (f'{rest})"\n'
+                   'if [[ ! "$fingerprint" =~ ^[0-9a-f]{16,128}$ ]]; then\n'
+                   '  echo "mlprism fingerprint printed an unexpected value" >&2; exit 1\n'
+                   "fi\n"
+                   'echo "fingerprint=$fingerprint" >> "$GITHUB_OUTPUT"\n')
+        return head, fp_head, fp_tail, tail + "\n"
 
     def runs_on(self, step: Step) -> str | list[str]:
         """`runs-on:` of a step's job (one object per distinct answer)."""
         r = step.resources
-        key = ("runs-on", bool(r.gpu), r.cpu, r.memory)
-        labels = self._shared.get(key)
-        if labels is None:
-            labels = self._shared[key] = _runs_on(step, self.p, self.o)
+        labels: str | list[str] = self._part(("runs-on", bool(r.gpu), r.cpu, r.memory), _runs_on, step, self.p, self.o)
         return labels
 
     def read_only(self) -> dict[str, str]:
-        perms = self._shared.get("read-only")
-        if perms is None:
-            perms = self._shared["read-only"] = {"contents": "read"}
+        perms: dict[str, str] = self._part("read-only", lambda: {"contents": "read"})
         return perms
 
     def matrix(self) -> dict[str, Any]:
-        strategy = self._shared.get("matrix")
-        if strategy is None:
-            strategy = self._shared["matrix"] = {"fail-fast": False, "matrix": {"sweep": list(range(len(self.legs)))}}
+        strategy: dict[str, Any] = self._part(
+            "matrix", lambda: {"fail-fast": False, "matrix": {"sweep": list(range(len(self.legs)))}})
         return strategy
 
     def _secrets(self) -> dict[str, str]:
-        env = self._shared.get("secrets")
-        if env is None:
-            env = self._shared["secrets"] = {n: f"${{{{ secrets.{n} }}}}" for n in self.p.environment.secrets}
+        env: dict[str, str] = self._part(
+            "secrets", lambda: {n: f"${{{{ secrets.{n} }}}}" for n in self.p.environment.secrets})
         return env
 
     def upload(self, name: str, file: str, if_missing: str, title: str, directory: str = "mlprism-out",
