@@ -1843,18 +1843,13 @@ def plan_decisions(project_dir: Path, pipeline: Pipeline, options: RunOptions | 
     """Decide every selected step as a run would, without running anything or taking the lock.
 
     ``lock``: the project's lock file as the caller has just read it (else it is read here)."""
-    options = options or RunOptions()
-    project_dir = Path(project_dir).resolve()
-    state = state_dir_of(project_dir)
-    if lock is None:
-        lock = read_lock(lock_path(project_dir / pipeline.spec_file))
-    decisions, planner = _plan(pipeline, options, Hasher(state if state.is_dir() else None), Cache(state), lock,
-                               workdir or project_dir)
-    return decisions, {d.name: planner.hasher.digest(planner.workdir / d.path) for d in pipeline.data}
+    plans, data = plan_sweep_decisions(project_dir, [pipeline], options, lock, workdir)
+    return plans[0], data
 
 
 def plan_sweep_decisions(project_dir: Path, pipelines: Sequence[Pipeline], options: RunOptions | None = None,
-                         lock: dict[str, Any] | None = None) -> tuple[list[dict[str, Decision]], dict[str, Digest]]:
+                         lock: dict[str, Any] | None = None,
+                         workdir: Path | None = None) -> tuple[list[dict[str, Decision]], dict[str, Digest]]:
     """:func:`plan_decisions` for every combination of a sweep (``pipelines``: each compiled with its overrides).
 
     As the sweep's run would: the steps every combination compiles alike (:class:`SharedSteps`)
@@ -1865,18 +1860,21 @@ def plan_sweep_decisions(project_dir: Path, pipelines: Sequence[Pipeline], optio
     """
     options = options or RunOptions()
     project_dir = Path(project_dir).resolve()
+    workdir = workdir or project_dir
     state = state_dir_of(project_dir)
     hasher = Hasher(state if state.is_dir() else None)
     cache = Cache(state)
     if lock is None:
         lock = read_lock(lock_path(project_dir / pipelines[0].spec_file))
-    first, planner = _plan(pipelines[0], options, hasher, cache, lock, project_dir)
-    shared = SharedSteps.of(pipelines, list(first), planner.forced).names
-    reuse = {n: d for n, d in first.items() if n in shared}
-    seed = {posixpath.normpath(o): e for d in reuse.values() if d.record is not None
-            for o, e in d.record.outputs.items()}
-    plans = [first] + [_plan(p, options, hasher, cache, lock, project_dir, reuse, seed)[0] for p in pipelines[1:]]
-    return plans, {d.name: hasher.digest(project_dir / d.path) for d in pipelines[0].data}
+    first, planner = _plan(pipelines[0], options, hasher, cache, lock, workdir)
+    plans = [first]
+    if len(pipelines) > 1:
+        shared = SharedSteps.of(pipelines, list(first), planner.forced).names
+        reuse = {n: d for n, d in first.items() if n in shared}
+        seed = {posixpath.normpath(o): e for d in reuse.values() if d.record is not None
+                for o, e in d.record.outputs.items()}
+        plans += [_plan(p, options, hasher, cache, lock, workdir, reuse, seed)[0] for p in pipelines[1:]]
+    return plans, {d.name: hasher.digest(workdir / d.path) for d in pipelines[0].data}
 
 
 def _plan(pipeline: Pipeline, options: RunOptions, hasher: Hasher, cache: Cache, lock: dict[str, Any],
