@@ -76,7 +76,10 @@ def hydra_value(value: Any) -> str:
 def k8s_escape(text: str) -> str:
     """Kubernetes expands `$(VAR)` in a container's command, args and env values, and reads `$$` as
     `$`: escape exactly the `$` that would be read, so the process sees `text` unchanged."""
-    return re.sub(r"\$(?=[$(])", "$$", text)
+    return _K8S_DOLLAR.sub("$$", text) if "$" in text else text
+
+
+_K8S_DOLLAR = re.compile(r"\$(?=[$(])")
 
 
 @dataclass(frozen=True)

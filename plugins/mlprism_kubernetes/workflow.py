@@ -583,14 +583,21 @@ def check_argo_text(doc: Any) -> None:
     """Every `{{` in an Argo object must be one of ours: user text with `{{` would be substituted."""
     stack = [doc]
     pop, extend = stack.pop, stack.extend
+    seen: set[int] = set()              # parts shared across templates are one object: look at each once
+    add = seen.add
+    checked: set[str] = set()           # ... and at each text with `{{` once
     while stack:
         v = pop()
         t = type(v)
-        if t is dict:
-            extend(v.values())
-        elif t is list or t is tuple:
-            extend(v)
-        elif t is str and "{{" in v and "{{" in _ARGO_VAR.sub("", v):
+        if t is dict or t is list or t is tuple:
+            if id(v) in seen:
+                continue
+            add(id(v))
+            extend(v.values() if t is dict else v)
+        elif t is str and "{{" in v and v not in checked:
+            checked.add(v)
+            if "{{" not in _ARGO_VAR.sub("", v):
+                continue
             first = next(_strings_in_order(doc, lambda text: "{{" in _ARGO_VAR.sub("", text)))
             raise Problem(f"a value contains `{{{{`, which Argo would read as a variable: {shlex.quote(first)[:120]}",
                           None, "remove `{{` from params, paths, commands and overrides for this target")

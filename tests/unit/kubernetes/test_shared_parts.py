@@ -50,3 +50,27 @@ def test_a_new_compile_builds_its_own_parts(cases: dict[str, Case]) -> None:
     first, second = (_containers(_template(cases["full"]))[0] for _ in range(2))
     assert first["securityContext"] == second["securityContext"]
     assert first["securityContext"] is not second["securityContext"]
+
+
+def test_the_brace_check_looks_into_a_shared_part_once_and_still_finds_user_braces() -> None:
+    """check_argo_text skips a part it has seen (shared parts are one object) but not a different object."""
+    from mlprism_kubernetes.common import Problem
+    from mlprism_kubernetes.workflow import check_argo_text
+
+    ok = {"name": "X", "value": "{{workflow.uid}}"}
+    check_argo_text({"a": [ok, ok, {"b": ok}], "c": ("{{inputs.parameters.p}}",) * 3})
+    bad = {"value": "{{bad}}"}
+    with pytest.raises(Problem, match=r"\{\{bad\}\}"):
+        check_argo_text({"a": [ok, ok], "z": [{"n": 1}, bad]})
+    with pytest.raises(Problem, match="then"):      # a text met before as part of an allowed one is still checked
+        check_argo_text({"a": ["{{workflow.uid}}", "{{workflow.uid}} then {{x"]})
+
+
+@pytest.mark.parametrize("text, escaped", [
+    ("plain", "plain"), ("$HOME", "$HOME"), ("$(HOME)", "$$(HOME)"), ("$$", "$$$"), ("a$", "a$"),
+    ("it's $5 $(HOME) $$x", "it's $5 $$(HOME) $$$x"),
+])
+def test_k8s_escape_doubles_only_the_dollars_kubernetes_would_read(text: str, escaped: str) -> None:
+    from mlprism_kubernetes.common import k8s_escape
+
+    assert k8s_escape(text) == escaped
