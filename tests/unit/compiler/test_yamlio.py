@@ -259,3 +259,24 @@ def test_a_collection_holding_itself_still_fails_as_the_reference_does() -> None
     loop: dict[str, Any] = {"a": 1}
     loop["self"] = loop
     assert _dump_direct({"x": loop, "y": loop}, None) is None
+
+
+def test_the_writer_leaves_nothing_for_the_cyclic_collector_but_its_own_few_functions() -> None:
+    """Its nested writers refer to one another; what they held (one entry per collection met, per slot)
+    is cleared when the text is made, so a big workflow does not leave ~100,000 objects for the next pass
+    of the collector to walk (docs/performance.md, sixth round)."""
+    import gc
+
+    shared = {"name": "Check out", "uses": next(iter(PINS)), "with": {"persist-credentials": False}}
+    doc = {"jobs": {f"j{i}": {"needs": [f"j{i - 1}"], "steps": [shared, {"run": f"echo {i}\nmore\n"},
+                                                               {"env": {"A": "${{ secrets.A }}"}}]}
+                    for i in range(2000)}}
+    gc.collect()
+    gc.disable()
+    try:
+        out = _dump_direct(doc, PINS)
+        left = gc.collect()
+    finally:
+        gc.enable()
+    assert out == reference(doc, PINS)
+    assert left < 200, left
