@@ -25,6 +25,17 @@ COMMAND_MODULES = (
     "mlprism._internal.cli.project",    # init, diff
 )
 
+#: The module of COMMAND_MODULES that registers each command: a command line naming one builds that
+#: module's parsers only (importing and building all of them costs more than a small validate).
+#: A test holds this equal to what the modules register.
+COMMANDS = {
+    **dict.fromkeys(("validate", "compile", "graph", "plugins", "schema"), "mlprism._internal.cli.core"),
+    **dict.fromkeys(("run", "status", "explain", "fingerprint", "logs", "runs"), "mlprism._internal.cli.local"),
+    **dict.fromkeys(("models", "serve", "tracking", "monitor"), "mlprism._internal.cli.lifecycle"),
+    "build": "mlprism._internal.cli.docker",
+    **dict.fromkeys(("init", "diff"), "mlprism._internal.cli.project"),
+}
+
 
 class UsageError(Exception):
     pass
@@ -35,8 +46,36 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-@functools.cache   # argparse parsers are reusable; building ~30 subparsers costs more than a validate
 def build_parser() -> argparse.ArgumentParser:
+    """The whole command line: every command of every module in COMMAND_MODULES."""
+    return _build(COMMAND_MODULES)
+
+
+def parser_for(argv: Sequence[str]) -> argparse.ArgumentParser:
+    """A parser that parses `argv` as :func:`build_parser`'s does, built from the modules it needs.
+
+    `mlprism --version` needs no command; `mlprism COMMAND ...` (after `-p NAME` and `--debug` only)
+    needs COMMAND's module. Anything else (help, an unknown command, abbreviated options) gets the
+    whole parser, so every message that lists commands is the same.
+    """
+    if argv[:1] == ["--version"]:
+        return _build(())
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word == "--debug" or (word.startswith("-p") and len(word) > 2):
+            i += 1
+        elif word == "-p":
+            i += 2
+        elif word.startswith("-") or word not in COMMANDS:
+            break
+        else:
+            return _build((COMMANDS[word],))
+    return build_parser()
+
+
+@functools.cache   # argparse parsers are reusable; building ~30 subparsers costs more than a validate
+def _build(modules: tuple[str, ...]) -> argparse.ArgumentParser:
     from mlprism._version import __version__
 
     parser = _Parser(prog="mlprism", description="Compile one ML pipeline spec to many targets, or run it here.")
@@ -45,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="load plugin NAME, or `no:NAME` to skip it (repeatable)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in COMMAND_MODULES:
+    for name in modules:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
@@ -71,14 +110,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in argv or os.environ.get("MLPRISM_DEBUG") == "1"
     as_json = "--json" in argv
     try:
-        parser = build_parser()
+        parser = parser_for(argv)
         args, extra = parser.parse_known_args(argv)
         if extra:  # overrides after options (`compile SPEC -t T params.x=1`): argparse cannot intermix them
             if not hasattr(args, "overrides") or any(e.startswith("-") for e in extra):
                 raise UsageError(f"unrecognized arguments: {' '.join(extra)}")
             args.overrides = [*args.overrides, *extra]
         if not getattr(args, "handler", None):
-            parser.print_help()
+            build_parser().print_help()
             return EXIT_USAGE
         return int(args.handler(args) or 0)
     except UsageError as exc:

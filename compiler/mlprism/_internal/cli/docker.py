@@ -12,8 +12,6 @@
 from __future__ import annotations
 
 import argparse
-import base64
-import hashlib
 import io
 import json
 import os
@@ -23,7 +21,6 @@ import subprocess
 import sys
 import warnings
 import zipfile
-from importlib import metadata
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
@@ -82,6 +79,10 @@ def _package_files(name: str) -> list[tuple[str, Path]]:
 
 def build_wheel(dest_dir: Path) -> Path:
     """Write a wheel of the running mlprism (editable or not) into dest_dir; byte-identical for the same code."""
+    import base64
+    import hashlib
+    from importlib import metadata
+
     dist = metadata.distribution("mlprism")
     version = dist.version
     top_level = (dist.read_text("top_level.txt") or "mlprism").split()
