@@ -33,10 +33,37 @@ class Plugins:
     problems: list[Diagnostic] = field(default_factory=list)
 
 
-def _entry_points() -> list[Any]:
-    from importlib.metadata import entry_points
+_ENTRY_POINTS: list[Any] | None = None
+_DISTS: dict[int, tuple[Any, tuple[str, str]]] = {}
 
-    return sorted(entry_points(group="mlprism"), key=lambda ep: ep.name)
+
+def _entry_points() -> list[Any]:
+    """The `mlprism` entry points, by name: looked up once per process.
+
+    Scanning the installed distributions costs milliseconds; plugin loading and the IR cache's
+    key (``runtime.ircache``) both need them, and what this process compiles with does not
+    change when packages are installed while it runs.
+    """
+    global _ENTRY_POINTS
+    if _ENTRY_POINTS is None:
+        from importlib.metadata import entry_points
+
+        _ENTRY_POINTS = sorted(entry_points(group="mlprism"), key=lambda ep: ep.name)
+    return _ENTRY_POINTS
+
+
+def dist_info(ep: Any) -> tuple[str, str] | None:
+    """(name, version) of the distribution holding entry point `ep` (None: none), its metadata parsed once."""
+    dist = getattr(ep, "dist", None)
+    if dist is None:
+        return None
+    hit = _DISTS.get(id(dist))      # by identity (kept alive here): distributions need not be hashable
+    if hit is not None and hit[0] is dist:
+        return hit[1]
+    metadata = dist.metadata         # each of dist.name and dist.version would parse it again
+    info = (metadata["Name"], metadata["Version"])
+    _DISTS[id(dist)] = (dist, info)
+    return info
 
 
 def load_plugins(options: Sequence[str] = (), extra: Sequence[object] = ()) -> Plugins:
@@ -57,8 +84,7 @@ def load_plugins(options: Sequence[str] = (), extra: Sequence[object] = ()) -> P
         try:
             if ep is not None:
                 obj = ep.load()
-                dist = ep.dist.name if ep.dist else "?"
-                version = ep.dist.version if ep.dist else "?"
+                dist, version = dist_info(ep) or ("?", "?")
                 module = ep.value
             else:
                 obj = importlib.import_module(name)

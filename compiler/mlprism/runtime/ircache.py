@@ -56,22 +56,23 @@ _ENTRY_POINTS: list[tuple[list[Any], list[str], str | None]] | None = None
 def _entry_point_sources() -> list[tuple[list[Any], list[str], str | None]]:
     """Each `mlprism` entry point: [name, value, version], its package's directories, its module's file.
 
-    Looked up once per process, as the plugins are (``compiler.get_plugins``): what this process
-    compiles with does not change when packages are installed while it runs. Their files' times
-    are read every time.
+    Looked up once per process, from the same scan of the entry points as the plugins
+    (``plugins._entry_points``): what this process compiles with does not change when packages
+    are installed while it runs. Their files' times are read every time.
     """
     global _ENTRY_POINTS
     if _ENTRY_POINTS is None:
-        import importlib.metadata
         import importlib.util
 
+        from mlprism._internal.plugins import _entry_points, dist_info
+
         found = []
-        for ep in sorted(importlib.metadata.entry_points(group="mlprism"), key=lambda e: e.name):
-            dist = getattr(ep, "dist", None)
+        for ep in _entry_points():
+            info = dist_info(ep)
             spec = importlib.util.find_spec(ep.module) if "." not in ep.module else None
             dirs = list(spec.submodule_search_locations) if spec and spec.submodule_search_locations else []
             origin = spec.origin if spec and not dirs else None
-            found.append(([ep.name, ep.value, dist.version if dist else None], dirs, origin))
+            found.append(([ep.name, ep.value, info[1] if info else None], dirs, origin))
         _ENTRY_POINTS = found
     return _ENTRY_POINTS
 
@@ -184,8 +185,18 @@ class _Loader:
         if self._stamp is None:
             self._stamp = _code_stamp()
         parts: list[Any] = [self._stamp, list(overrides), list(self.plugin_options),
-                            os.environ.get("MLPRISM_DISABLE_PLUGIN_AUTOLOAD", ""), *self._files]
+                            os.environ.get("MLPRISM_DISABLE_PLUGIN_AUTOLOAD", ""), self._display(), *self._files]
         return hash_bytes(json.dumps(parts, default=str).encode())
+
+    def _display(self) -> str:
+        """The spec's name in the IR's locations, as the compiler writes it: relative to the working
+        directory when the spec was named by an absolute path (so it is part of the key)."""
+        if not Path(self.spec).is_absolute():
+            return str(self.spec)
+        try:
+            return os.path.relpath(self.spec_path)
+        except ValueError:
+            return str(self.spec_path)
 
     def checked(self, hit: Pipeline) -> Pipeline:
         """`hit` if the compiler would accept it now, else raise _Refused or the compiler's diagnostics."""
