@@ -127,6 +127,10 @@ class _Unsupported(Exception):
 
 
 _PLAIN = re.compile(r"[A-Za-z0-9_./][A-Za-z0-9_./-]*\Z")
+#: Lowercase hex with two letters or more (a digest) is never read as anything but a string, by YAML 1.1
+#: (numbers need a `.`, `:`, `-`, `x`, or one letter: `0b1…`) or 1.2 (one `e`: `1e5`), nor is a `_PLAIN`
+#: path with a `/` (no number, date, bool or null has one): both are written plain.
+_DIGEST = re.compile(r"[0-9]*[a-f][0-9]*[a-f][0-9a-f]*\Z")
 _plain_ok: dict[str, bool] = {}
 
 
@@ -134,14 +138,26 @@ def _plain(text: str) -> bool:
     """Whether PyYAML (with mlprism's representer) writes this string as a plain scalar."""
     ok = _plain_ok.get(text)
     if ok is None:
-        from mlprism._internal.yamlio import _YAML12_NON_STRING
-
-        ok = (len(text) < 120 and _PLAIN.match(text) is not None and not text.startswith(("---", "..."))
-              and _YAML12_NON_STRING.match(text) is None
-              and _RESOLVER.resolve(yaml.ScalarNode, text, (True, False)) == "tag:yaml.org,2002:str")
+        if _surely_plain(text):
+            return True         # not remembered: digests and paths are many, each met once or twice
+        ok = _plain_by_resolver(text)
         if len(_plain_ok) < 1_000_000:
             _plain_ok[text] = ok
     return ok
+
+
+def _surely_plain(text: str) -> bool:
+    """A digest or a path (see `_DIGEST`): plain, without asking the resolver (a test holds them equal)."""
+    return len(text) < 120 and (_DIGEST.match(text) is not None or (
+        "/" in text and _PLAIN.match(text) is not None and not text.startswith("...")))
+
+
+def _plain_by_resolver(text: str) -> bool:
+    from mlprism._internal.yamlio import _YAML12_NON_STRING
+
+    return (len(text) < 120 and _PLAIN.match(text) is not None and not text.startswith(("---", "..."))
+            and _YAML12_NON_STRING.match(text) is None
+            and _RESOLVER.resolve(yaml.ScalarNode, text, (True, False)) == "tag:yaml.org,2002:str")
 
 
 _RESOLVER = yaml.resolver.Resolver()
@@ -166,17 +182,23 @@ def _scalar(value: Any) -> str:
 
 
 def _emit(mapping: dict[str, Any], indent: str, out: list[str]) -> None:
+    append = out.append
+    known = _plain_ok.get
     for key, value in mapping.items():
-        if not isinstance(key, str) or not _plain(key):
+        if not isinstance(key, str) or not (known(key) or _plain(key)):
             raise _Unsupported
-        if isinstance(value, dict):
+        if type(value) is str:          # the usual value (a digest or a path): _scalar's first case, inline
+            if not (known(value) or _plain(value)):
+                raise _Unsupported
+            append(f"{indent}{key}: {value}\n")
+        elif isinstance(value, dict):
             if value:
-                out.append(f"{indent}{key}:\n")
+                append(f"{indent}{key}:\n")
                 _emit(value, indent + "  ", out)
             else:
-                out.append(f"{indent}{key}: {{}}\n")
+                append(f"{indent}{key}: {{}}\n")
         else:
-            out.append(f"{indent}{key}: {_scalar(value)}\n")
+            append(f"{indent}{key}: {_scalar(value)}\n")
 
 
 def _render_fast(doc: dict[str, Any]) -> str | None:
