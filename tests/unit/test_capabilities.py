@@ -39,6 +39,23 @@ def test_feature_uses_lists_every_key_in_spec_order(project) -> None:
     assert set(uses) <= set(mlprism.FEATURES)
 
 
+def test_feature_uses_answers_again_for_the_same_pipeline_with_a_copy_of_its_answer(project) -> None:
+    """Every target's emit asks about the same IR: it is worked out once; a new IR is asked about anew."""
+    import dataclasses
+
+    from mlprism._internal import features
+
+    p = mlprism.load_pipeline(str(FULL))
+    first = feature_uses(p)
+    first["retries"].append("changed by a caller")
+    del first["caching"]
+    again = feature_uses(p)
+    assert again == features._feature_uses(p) and "caching" in again
+    assert features._LAST_USES is not None and features._LAST_USES[0] is p
+    fewer = dataclasses.replace(p, steps=tuple(dataclasses.replace(s, retries=0) for s in p.steps))
+    assert "retries" not in feature_uses(fewer) and "retries" in feature_uses(p)
+
+
 def test_full_spec_uses_every_feature_but_mlflow_and_parallelism() -> None:
     used = set(mlprism.features_used(mlprism.load_pipeline(str(FULL))))
     assert set(mlprism.FEATURES) - used == {"mlflow", "parallelism"}   # its three steps form a chain

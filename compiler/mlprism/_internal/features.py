@@ -36,7 +36,23 @@ FEATURES: dict[str, str] = {
 
 
 def feature_uses(p: Pipeline) -> dict[str, list[str]]:
-    """feature -> every dotted spec key that uses it, in spec order."""
+    """feature -> every dotted spec key that uses it, in spec order.
+
+    Every target's emit asks (MLP302) about the same pipeline: the answer for the last
+    pipeline asked about is kept (an IR is never changed; a changed one is a new object),
+    and each caller gets its own copy of it.
+    """
+    global _LAST_USES
+    last = _LAST_USES
+    if last is None or last[0] is not p:
+        last = _LAST_USES = (p, _feature_uses(p))
+    return {feature: list(keys) for feature, keys in last[1].items()}
+
+
+_LAST_USES: tuple[Pipeline, dict[str, list[str]]] | None = None
+
+
+def _feature_uses(p: Pipeline) -> dict[str, list[str]]:
     used: dict[str, list[str]] = {"steps": ["steps"]}
     seen: set[tuple[str, str]] = {("steps", "steps")}
 
