@@ -15,7 +15,7 @@ from typing import Any
 from mlprism._internal import graph as graph_stage
 from mlprism._internal.compose import Composed, compose
 from mlprism._internal.features import capability_errors
-from mlprism._internal.load import Loaded, load_file, without_gc
+from mlprism._internal.load import Loaded, load_file, without_gc, without_gc_long_lived
 from mlprism._internal.lower import collect_locations, lower, missing_inputs
 from mlprism._internal.plugins import Plugins, load_plugins, schema_sections
 from mlprism._internal.target import EmitContext, GeneratedFile
@@ -156,7 +156,7 @@ def _paths_checked(pipeline: Pipeline) -> Any:
             (monitor.drift.reference, monitor.drift.current) if monitor else None)
 
 
-@without_gc
+@without_gc_long_lived
 def load_pipeline(spec: str | os.PathLike[str], overrides: Sequence[str] = (), *,
                   plugins: Plugins | None = None, check_inputs: bool = True, shared: Shared | None = None) -> Compiled:
     """Run every front-end stage. Raises DiagnosticError with all errors found.

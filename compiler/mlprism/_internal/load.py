@@ -88,8 +88,8 @@ if not _Loader.yaml_path_resolvers:
 class SourceMap:
     """Dotted key path -> position of the key (for mapping entries) and of the value.
 
-    Positions are stored as ``(line, col)`` (1-based) and turned into
-    :class:`Location` objects on lookup. :meth:`lookup` points at what a
+    Positions are stored as the YAML parser's marks (``line`` and ``column``, 0-based: the
+    parser made them anyway) and turned into :class:`Location` objects on lookup. :meth:`lookup` points at what a
     diagnostic is most likely about: the value when it is a scalar or a flow
     collection (``{...}``, ``[...]``) on the key's line, else the key.
     """
@@ -100,10 +100,10 @@ class SourceMap:
     block: set[str] = field(default_factory=set)      # paths whose value is a block mapping or list
 
     def _at(self, pos: Any) -> Location:
-        return pos if isinstance(pos, Location) else Location(self.file, pos[0], pos[1])
+        return pos if isinstance(pos, Location) else Location(self.file, pos.line + 1, pos.column + 1)
 
     def position(self, dotted: str, prefer: str = "auto") -> Any:
-        """Where `dotted` is, as stored (``(line, col)`` or a Location), or None: `prefer` is "auto" (see
+        """Where `dotted` is, as stored (a mark or a Location), or None: `prefer` is "auto" (see
         above), "key" or "value"."""
         kpos = self.keys.get(dotted)
         vpos = self.values.get(dotted)
@@ -205,11 +205,17 @@ def _may_alias(text: str) -> bool:
 
 
 @contextlib.contextmanager
-def paused_gc() -> Iterator[None]:
+def paused_gc(*, long_lived: bool = False) -> Iterator[None]:
     """Pause the cyclic garbage collector while a stage builds many small containers (none cyclic).
 
     CPython runs a collection every 700 new containers and each one walks the young objects: on a
     10,000-step spec that alone doubles the front end's time. Reference counting still frees memory.
+
+    `long_lived`: what was built outlives the pause (the IR and its source maps): it goes straight
+    into the oldest generation. Else the first allocation after the pause starts a collection that
+    walks every container made during it (~80 ms after a 10,000-step front end), and a later one of
+    the middle generation walks them again. Cycles among them are found by the next full collection.
+    Not done while someone else holds objects frozen (the runner does during a run).
     """
     if not gc.isenabled():
         yield
@@ -218,6 +224,9 @@ def paused_gc() -> Iterator[None]:
     try:
         yield
     finally:
+        if long_lived and not gc.get_freeze_count():
+            gc.freeze()
+            gc.unfreeze()
         gc.enable()
 
 
@@ -226,6 +235,15 @@ def without_gc(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         with paused_gc():
+            return func(*args, **kwargs)
+    return wrapper  # type: ignore[return-value]
+
+
+def without_gc_long_lived(func: F) -> F:
+    """:func:`without_gc` for a function whose result lives on: ``paused_gc(long_lived=True)``."""
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with paused_gc(long_lived=True):
             return func(*args, **kwargs)
     return wrapper  # type: ignore[return-value]
 
@@ -369,8 +387,7 @@ class _Builder:
         if self.recording:
             values = self.smap.values
             if dotted not in values:
-                mark = node.start_mark
-                values[dotted] = (mark.line + 1, mark.column + 1)
+                values[dotted] = node.start_mark
                 if cls is not _ScalarNode and not node.flow_style:
                     self.smap.block.add(dotted)
         if cls is _ScalarNode:
@@ -382,21 +399,22 @@ class _Builder:
         if node.tag != _SEQ:
             self._bad_tag(node)
             return None
-        build, quick = self.build, self._quick
-        return [item.value if type(item) is _ScalarNode and item.tag == _STR and quick(item, prefix + str(i), depth)
-                else build(item, prefix + str(i), depth + 1) for i, item in enumerate(node.value)]
-
-    def _quick(self, node: yaml.ScalarNode, dotted: str, depth: int) -> bool:
-        """build()'s bookkeeping for a plain string child at `depth + 1`; False: let build() do it all."""
-        if self.visits >= MAX_NODES or depth >= MAX_DEPTH:
-            return False                 # build() raises the right error
-        self.visits += 1
-        if self.recording:
-            values = self.smap.values
-            if dotted not in values:
-                mark = node.start_mark
-                values[dotted] = (mark.line + 1, mark.column + 1)
-        return True
+        out: list[Any] = []
+        add = out.append
+        build = self.build
+        values = self.smap.values if self.recording else None
+        quick = depth < MAX_DEPTH                # an item at depth + 1 is within the limit
+        for i, item in enumerate(node.value):
+            if quick and type(item) is _ScalarNode and item.tag == _STR and self.visits < MAX_NODES:
+                self.visits += 1                 # build()'s bookkeeping and result for a plain string, inlined
+                if values is not None:
+                    child = prefix + str(i)
+                    if child not in values:
+                        values[child] = item.start_mark
+                add(item.value)
+            else:
+                add(build(item, prefix + str(i), depth + 1))
+        return out
 
     def _bad_tag(self, node: yaml.Node) -> None:
         tag = node.tag
@@ -459,12 +477,11 @@ class _Builder:
             seen[key] = mark = key_node.start_mark
             child = prefix + key
             if keys is not None and child not in keys:
-                keys[child] = (mark.line + 1, mark.column + 1)
+                keys[child] = mark
             if quick and type(value_node) is _ScalarNode and value_node.tag == _STR and self.visits < MAX_NODES:
                 self.visits += 1                  # build()'s bookkeeping and result for a plain string, inlined
                 if values is not None and child not in values:
-                    mark = value_node.start_mark
-                    values[child] = (mark.line + 1, mark.column + 1)
+                    values[child] = value_node.start_mark
                 out[key] = value_node.value
             else:
                 out[key] = build(value_node, child, depth + 1)
