@@ -96,20 +96,31 @@ def locate(dotted: str, overrides: Sequence[str], maps: Sequence[SourceMap], pre
         probe = probe.rpartition(".")[0]
 
 
-def _location_maker() -> Callable[[str, int, int], Location]:
-    """``Location(file, line, col)``, three times faster when it can be (a spec has ~10 keys per step).
+def _location_slots() -> tuple[Callable[..., Any], ...] | None:
+    """The setters of Location's slots (file, line, col, override), or None when they cannot be used.
 
     Location is a frozen dataclass with slots: its generated ``__init__`` sets each field through
-    ``object.__setattr__``. Setting the slots directly gives the same object — used only while
-    Location has exactly these fields and nothing runs after ``__init__``.
+    ``object.__setattr__``. Setting the slots directly gives the same object, three times faster
+    (a spec has ~10 keys per step) — used only while Location has exactly these fields and
+    nothing runs after ``__init__``.
     """
     import dataclasses
 
     names = tuple(f.name for f in dataclasses.fields(Location))
     if names != ("file", "line", "col", "override") or hasattr(Location, "__post_init__"):
+        return None
+    return tuple(getattr(Location, n).__set__ for n in names)
+
+
+_SLOTS = _location_slots()
+
+
+def _location_maker() -> Callable[[str, int, int], Location]:
+    """``Location(file, line, col)``, three times faster when it can be (see :func:`_location_slots`)."""
+    if _SLOTS is None:
         return Location
     new = object.__new__
-    set_file, set_line, set_col, set_override = (getattr(Location, n).__set__ for n in names)
+    set_file, set_line, set_col, set_override = _SLOTS
 
     def make(file: str, line: int, col: int) -> Location:
         loc = new(Location)
@@ -125,6 +136,39 @@ _new_location = _location_maker()
 _MISSING_LOC: Any = object()
 
 
+def _locate_in_one_map(dotteds: Iterable[str], smap: SourceMap) -> dict[str, Location]:
+    """:func:`locate_many` without overrides, memo or other maps (a compile without overrides), inlined.
+
+    Per key, ``smap.lookup(dotted)`` (a Location made with its slots set directly, see
+    :func:`_location_slots`), else the nearest enclosing key's position.
+    """
+    out: dict[str, Location] = {}
+    key_at, value_at, block, file = smap.keys.get, smap.values.get, smap.block, smap.file
+    assert _SLOTS is not None
+    new = object.__new__
+    set_file, set_line, set_col, set_override = _SLOTS
+    for dotted in dotteds:
+        pos = value_at(dotted)                     # SourceMap.position(dotted, "auto"): the key's position
+        if pos is None or dotted in block:         # for a block collection or a key without a value
+            kpos = key_at(dotted)
+            if kpos is not None:
+                pos = kpos
+        if pos is None:
+            found = locate(dotted, (), (smap,))       # not in the map: the nearest enclosing key's position
+            if found is not None:
+                out[dotted] = found
+        elif type(pos) is Location:
+            out[dotted] = pos
+        else:                                        # a mark: 0-based
+            loc = new(Location)
+            set_file(loc, file)
+            set_line(loc, pos.line + 1)
+            set_col(loc, pos.column + 1)
+            set_override(loc, None)
+            out[dotted] = loc
+    return out
+
+
 def locate_many(dotteds: Iterable[str], overrides: Sequence[str], maps: Sequence[SourceMap],
                 memo: dict[str, Location | None] | None = None) -> dict[str, Location]:
     """:func:`locate` (prefer "auto") of each of `dotteds`, the same answers: what `collect_locations` asks
@@ -133,6 +177,8 @@ def locate_many(dotteds: Iterable[str], overrides: Sequence[str], maps: Sequence
     `memo` caches what the source maps say of a key (the answer when no override is about it); it
     is valid for these `maps` only: compilations of one spec that differ in overrides share it.
     """
+    if not overrides and memo is None and len(maps) == 1 and _SLOTS is not None:
+        return _locate_in_one_map(dotteds, maps[0])
     out: dict[str, Location] = {}
     # locate()'s override rule, with each override's key worked out once: the last override that
     # sets the key, a key above it, or (with a value) a key below it
@@ -155,7 +201,7 @@ def locate_many(dotteds: Iterable[str], overrides: Sequence[str], maps: Sequence
             for smap in maps:                             # SourceMap.lookup(dotted, "auto"), map by map
                 pos = smap.position(dotted)
                 if pos is not None:
-                    loc = pos if isinstance(pos, Location) else make(smap.file, pos[0], pos[1])
+                    loc = pos if isinstance(pos, Location) else make(smap.file, pos.line + 1, pos.column + 1)
                     break
             else:
                 loc = locate(dotted, (), maps)        # not in any map: the nearest enclosing key's position
@@ -408,6 +454,18 @@ def _strings_with_interp_deep(value: Any, path: KeyPath) -> list[tuple[KeyPath, 
     return out
 
 
+def _loaded_strings_with_interp(loaded: Loaded) -> list[tuple[KeyPath, str]]:
+    """``_strings_with_interp(loaded.data)``: none when the text has neither `${` nor a backslash.
+
+    A value holds only text of the spec: `${` appears in it as written, or through an escape
+    (`"\\x24{"`); a line break in the middle is folded to a space or kept, never dropped.
+    """
+    text = loaded.text
+    if "${" not in text and "\\" not in text:
+        return []
+    return _strings_with_interp(loaded.data)
+
+
 def _is_simple(text: str) -> bool:
     """Only plain absolute references, no escapes: safe to resolve without OmegaConf's parser."""
     if "\\" in text:
@@ -436,10 +494,14 @@ def _dotted(path: KeyPath) -> str:
     return ".".join(str(p) for p in path)
 
 
-def check_interpolation_syntax(data: Any, where: Callable[[str], Location | None]) -> list[Diagnostic]:
-    """MLP121 for every string whose `${...}` OmegaConf cannot parse (e.g. GitHub's `${{ }}`)."""
+def check_interpolation_syntax(data: Any, where: Callable[[str], Location | None],
+                               strings: list[tuple[KeyPath, str]] | None = None) -> list[Diagnostic]:
+    """MLP121 for every string whose `${...}` OmegaConf cannot parse (e.g. GitHub's `${{ }}`).
+
+    `strings`: ``_strings_with_interp(data)``, when the caller has it.
+    """
     diags = []
-    for path, text in _strings_with_interp(data):
+    for path, text in _strings_with_interp(data) if strings is None else strings:
         problem = _grammar_error(text)
         if problem is not None:
             dotted = _dotted(path)
@@ -457,11 +519,17 @@ class _Fallback(Exception):
 _MISSING = "???"
 
 
+_NOT_SEEN: Any = object()
+
+
 class _Resolver:
     def __init__(self, raw: dict[str, Any]) -> None:
         self.raw = raw
         self.memo: dict[KeyPath, Any] = {}
         self.active: set[KeyPath] = set()
+        # a reference inside text whose target is a plain scalar (no `${`) -> that scalar: the
+        # same answer wherever it appears (`${params.lr}` in 10,000 commands)
+        self.scalars: dict[str, Any] = {}
 
     def target(self, dotted: str) -> tuple[KeyPath, Any]:
         node: Any = self.raw
@@ -511,12 +579,18 @@ class _Resolver:
             else:
                 parts: list[str] = []
                 pos = 0
+                scalars = self.scalars
                 for m in _SIMPLE_REF.finditer(text):
                     parts.append(text[pos:m.start()])
-                    tpath, tvalue = self.target(m.group(1))
-                    value = self.value_at(tpath, tvalue)
-                    if value is None or isinstance(value, dict | list):
-                        raise _Fallback
+                    ref = m.group(1)
+                    value = scalars.get(ref, _NOT_SEEN)
+                    if value is _NOT_SEEN:
+                        tpath, tvalue = self.target(ref)
+                        value = self.value_at(tpath, tvalue)
+                        if value is None or isinstance(value, dict | list):
+                            raise _Fallback
+                        if type(tvalue) in _SCALAR and not (isinstance(tvalue, str) and "${" in tvalue):
+                            scalars[ref] = value
                     parts.append(str(value))
                     pos = m.end()
                 parts.append(text[pos:])
@@ -528,23 +602,36 @@ class _Resolver:
 
 
 @without_gc
-def resolve(raw: dict[str, Any], locate_: Callable[[str], Location | None]) -> dict[str, Any]:
-    """`raw` with every interpolation resolved, as OmegaConf's to_container(resolve=True) would."""
+def resolve(raw: dict[str, Any], locate_: Callable[[str], Location | None],
+            strings: list[tuple[KeyPath, str]] | None = None) -> dict[str, Any]:
+    """`raw` with every interpolation resolved, as OmegaConf's to_container(resolve=True) would.
+
+    `strings`: ``_strings_with_interp(raw)``, when the caller has it. The result is a copy of `raw`
+    except under `steps`: there only the containers on the way to a resolved string are copied,
+    the others are `raw`'s own (the compiler reads a step's config; no part of it reaches the IR
+    as it is, and copying 10,000 steps cost more than composing them).
+    """
     resolver = _Resolver(raw)
     fallback: list[tuple[KeyPath, str]] = []
     resolved: dict[KeyPath, Any] = {}
-    for path, text in _strings_with_interp(raw):
+    for path, text in _strings_with_interp(raw) if strings is None else strings:
         try:
             resolved[path] = resolver.resolve_string(path, text)
         except _Fallback:
             fallback.append((path, text))
     if fallback:
         resolved.update(_resolve_with_omegaconf(raw, fallback, locate_))
-    config = _copy_containers(raw)
+    config = {k: v if k == "steps" else _copy_containers(v) for k, v in raw.items()}
+    own: set[int] = set()                       # the containers under `steps` copied so far
     for path, value in resolved.items():
         node: Any = config
+        shared = path[0] == "steps"
         for part in path[:-1]:
-            node = node[part]
+            child = node[part]
+            if shared and id(child) not in own:
+                child = node[part] = child.copy()       # a dict or a list: `raw`'s stays as it is
+                own.add(id(child))
+            node = child
         node[path[-1]] = value
     return config
 
@@ -688,13 +775,14 @@ def compose(spec_path: Path, overrides: Sequence[str] = (), search_paths: Sequen
                                           f"rename it to `{spec_path.stem}.yaml`")])
     parsed = _check_overrides(overrides) if overrides else []
     _check_defaults_and_hydra(loaded)
-    bad = check_interpolation_syntax(loaded.data, loaded.source_map.lookup)
+    strings = _loaded_strings_with_interp(loaded)
+    bad = check_interpolation_syntax(loaded.data, loaded.source_map.lookup, strings)
     if bad:
         raise DiagnosticError(bad)
     if not force_hydra and nothing_to_compose(loaded.data, overrides):
         raw = {k: v for k, v in loaded.data.items() if k != "defaults"}   # loaded.data is this compile's own
         composed = Composed({}, raw, spec_path, (), {}, [loaded.source_map])
-        composed.config = resolve(raw, composed.locate)
+        composed.config = resolve(raw, composed.locate, [(p, t) for p, t in strings if p[0] != "defaults"])
         return composed
     spec_dir = spec_path.parent
     conf = spec_dir / "conf"
