@@ -37,45 +37,80 @@ def _parents(path: str) -> Iterable[str]:
 def infer_edges(steps: Sequence[Step], locate: Locate | None = None) -> tuple[list[Edge], list[Diagnostic]]:
     """Data edges (outputs -> inputs) and `needs` edges, sorted; plus duplicate-output errors."""
     diags: list[Diagnostic] = []
+    normal: dict[str, str] = {}                       # path as written -> normalised (an output and its readers)
     producer: dict[str, tuple[str, str]] = {}          # normalised output -> (step, output as written)
     below: dict[str, list[tuple[str, str]]] = {}      # directory -> outputs below it
     for s in steps:
+        name = s.name
+        outputs = s.outputs
         # a step's metrics file is something it produces too: a later step may read it
-        written = [(f"steps.{s.name}.outputs.{i}", out) for i, out in enumerate(s.outputs)]
-        if s.metrics:
-            written.append((f"steps.{s.name}.metrics", s.metrics))
-        for where, out in written:
-            key = norm(out)
-            if key in producer and producer[key][0] != s.name:
-                first = producer[key][0]
-                diags.append(Diagnostic("MLP221", f"`{out}` is written by both `{first}` and `{s.name}`",
+        for i, out in enumerate((*outputs, s.metrics) if s.metrics else outputs):
+            key = normal.get(out)
+            if key is None:
+                key = normal[out] = norm(out)
+            first = producer.get(key)
+            if first is not None and first[0] != name:
+                where = f"steps.{name}.outputs.{i}" if i < len(outputs) else f"steps.{name}.metrics"
+                diags.append(Diagnostic("MLP221", f"`{out}` is written by both `{first[0]}` and `{name}`",
                                         locate(where) if locate else None,
                                         "each file has one producer; write to another path or merge the steps"))
                 continue
-            producer[key] = (s.name, out)
+            producer[key] = (name, out)
             for parent in _parents(key):
-                below.setdefault(parent, []).append((s.name, out))
-    edges: set[Edge] = set()
+                below.setdefault(parent, []).append((name, out))
+    # (source, target, kind, path or ""): sorted as the edges are, without an Edge per duplicate
+    found: set[tuple[str, str, str, str]] = set()
+    add = found.add
     for s in steps:
+        name = s.name
         for i, inp in enumerate(s.inputs):
-            key = norm(inp)
-            hits: list[tuple[str, str]] = []
-            if key in producer:
-                hits.append(producer[key])
+            key = normal.get(inp)
+            if key is None:
+                key = normal[inp] = norm(inp)
+            hit = producer.get(key)
+            if hit is not None:
+                hits = [hit]
             else:
-                hits.extend(producer[p] for p in _parents(key) if p in producer)
+                hits = [producer[p] for p in _parents(key) if p in producer]
                 hits.extend(below.get(key, ()))
             for src, path in hits:
-                if src != s.name:
-                    edges.add(Edge(src, s.name, "data", inp))
-                elif norm(path) == key or key.startswith(norm(path) + "/"):
+                if src != name:
+                    add((src, name, "data", inp))
+                elif normal[path] == key or key.startswith(normal[path] + "/"):
                     diags.append(Diagnostic(
-                        "MLP231", f"step `{s.name}` reads `{inp}`, which it writes itself",
-                        locate(f"steps.{s.name}.inputs.{i}") if locate else None,
+                        "MLP231", f"step `{name}` reads `{inp}`, which it writes itself",
+                        locate(f"steps.{name}.inputs.{i}") if locate else None,
                         "a step cannot depend on its own output: write to a new path, or split the step in two"))
         for dep in s.needs:
-            edges.add(Edge(dep, s.name, "needs", None))
-    return sorted(edges, key=lambda e: (e.source, e.target, e.kind, e.path or "")), diags
+            add((dep, name, "needs", ""))
+    return _sorted_edges(found), diags
+
+
+def _sorted_edges(found: set[tuple[str, str, str, str]]) -> list[Edge]:
+    """The edges of (source, target, kind, path or "") tuples, in that order."""
+    make = _edge_maker()
+    return [make(src, target, kind, path if kind == "data" else None) for src, target, kind, path in sorted(found)]
+
+
+def _edge_maker() -> Callable[[str, str, str, str | None], Edge]:
+    """``Edge(source, target, kind, path)``, its slots set directly (twice as fast) while Edge is a plain
+    slotted dataclass of these four fields."""
+    import dataclasses
+
+    names = tuple(f.name for f in dataclasses.fields(Edge))
+    if names != ("source", "target", "kind", "path") or hasattr(Edge, "__post_init__") or "__slots__" not in vars(Edge):
+        return Edge
+    new = object.__new__
+    set_source, set_target, set_kind, set_path = (getattr(Edge, n).__set__ for n in names)
+
+    def make(source: str, target: str, kind: str, path: str | None) -> Edge:
+        edge = new(Edge)
+        set_source(edge, source)
+        set_target(edge, target)
+        set_kind(edge, kind)
+        set_path(edge, path)
+        return edge
+    return make
 
 
 class Graph:
@@ -87,10 +122,9 @@ class Graph:
         self._order = {name: i for i, name in enumerate(steps)}
         self._g: nx.DiGraph = nx.DiGraph()
         self._g.add_nodes_from(steps)
-        self._edges: dict[tuple[str, str], list[Edge]] = {}
-        for e in edges:
-            self._edges.setdefault((e.source, e.target), []).append(e)
-        self._g.add_edges_from(self._edges)
+        self._all = edges if isinstance(edges, list | tuple) else list(edges)
+        self._edges: dict[tuple[str, str], list[Edge]] | None = None     # by (source, target), when asked
+        self._g.add_edges_from(dict.fromkeys([(e.source, e.target) for e in self._all]))
 
     def find_cycle(self) -> list[str] | None:
         import networkx as nx
@@ -105,6 +139,10 @@ class Graph:
         return path[i:] + path[:i]
 
     def edges_between(self, a: str, b: str) -> list[Edge]:
+        if self._edges is None:
+            self._edges = {}
+            for e in self._all:
+                self._edges.setdefault((e.source, e.target), []).append(e)
         return self._edges.get((a, b), [])
 
     def topological_order(self) -> list[str] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -37,14 +38,20 @@ Locate = Callable[[str], Location | None]
 
 
 def _str_env(values: dict[str, Any] | None) -> dict[str, str]:
+    if not values:
+        return {}
     out = {}
-    for k, v in (values or {}).items():
+    for k, v in values.items():
         out[k] = ("true" if v else "false") if isinstance(v, bool) else str(v)
     return dict(sorted(out.items()))
 
 
+_NO_RESOURCES = Resources()           # frozen: one for every step that asks for none
+
+
 def _resources(res: dict[str, Any] | None) -> Resources:
-    res = res or {}
+    if not res:
+        return _NO_RESOURCES
     return Resources(cpu=normalize_cpu(res["cpu"]) if "cpu" in res else None,
                      memory=res.get("memory"), gpu=int(res.get("gpu", 0)))
 
@@ -73,7 +80,7 @@ def lower(config: dict[str, Any], raw: dict[str, Any], *, spec_file: str, overri
             cache=bool(s.get("cache", True)),
             gate=tuple(GateCondition(metric=c["metric"], min=c.get("min"), max=c.get("max"),
                                      not_worse_than=c.get("not_worse_than"), goal=c.get("goal", "max"),
-                                     tolerance=float(c.get("tolerance", 0))) for c in s.get("gate") or ()),
+                                     tolerance=float(c.get("tolerance", 0))) for c in s["gate"]) if s.get("gate") else (),
             description=s.get("description", ""),
         ))
     env = config.get("environment") or {}
@@ -147,6 +154,9 @@ def lower(config: dict[str, Any], raw: dict[str, Any], *, spec_file: str, overri
     )
 
 
+_CONTAINERS = (dict, list)
+
+
 @without_gc
 def collect_locations(raw: dict[str, Any], locate: Locate, depth: int = 4, *,
                       locate_many: Callable[[list[str]], dict[str, Location]] | None = None) -> dict[str, Location]:
@@ -159,21 +169,16 @@ def collect_locations(raw: dict[str, Any], locate: Locate, depth: int = 4, *,
     add = dotteds.append
 
     def walk(value: Any, prefix: str, level: int) -> None:
-        if level > depth:
-            return
-        if isinstance(value, dict):
-            items: Any = value.items()
-        elif isinstance(value, list):
-            items = enumerate(value)
-        else:
-            return
-        for k, v in items:
+        """Add the keys of `value` (a dict or a list) at `level`, and below it down to `depth`."""
+        deeper = level < depth
+        for k, v in value.items() if isinstance(value, dict) else enumerate(value):
             dotted = f"{prefix}{k}"
             add(dotted)
-            if level < depth and isinstance(v, dict | list):
+            if deeper and isinstance(v, _CONTAINERS):
                 walk(v, dotted + "." if dotted else "", level + 1)
 
-    walk(raw, "", 1)
+    if depth >= 1 and isinstance(raw, _CONTAINERS):
+        walk(raw, "", 1)
     if locate_many is not None:
         return locate_many(dotteds)
     out: dict[str, Location] = {}
@@ -186,13 +191,19 @@ def collect_locations(raw: dict[str, Any], locate: Locate, depth: int = 4, *,
 
 def missing_inputs(pipeline: Pipeline, project_dir: Path) -> list[Diagnostic]:
     """Inputs no step produces, that are not declared data and do not exist on disk."""
-    produced = {norm(o) for s in pipeline.steps for o in (*s.outputs, *((s.metrics,) if s.metrics else ()))}
-    produced_dirs = {p for o in produced for p in _parents(o)}
+    normal: dict[str, str] = {}             # path as written -> normalised (an output and its readers)
+    produced: set[str] = set()
+    for s in pipeline.steps:
+        for o in s.outputs:
+            produced.add(normal.get(o) or normal.setdefault(o, posixpath.normpath(o)))
+        if s.metrics:
+            produced.add(posixpath.normpath(s.metrics))
+    produced_dirs = {p for o in produced if "/" in o for p in _parents(o)}
     declared = {norm(d.path) for d in pipeline.data}
     diags = []
     for s in pipeline.steps:
         for i, inp in enumerate(s.inputs):
-            key = norm(inp)
+            key = normal.get(inp) or normal.setdefault(inp, posixpath.normpath(inp))
             if key in produced or key in declared or key in produced_dirs:
                 continue
             if any(p in produced for p in _parents(key)):

@@ -720,11 +720,13 @@ def semantic_errors(config: Mapping[str, Any], locate: Locate) -> list[Diagnosti
                     "add `registry: {name: ..., artifact: ...}`, or use `min:`/`max:` bounds"))
         for kind in ("inputs", "outputs"):
             for i, p in enumerate(step.get(kind) or []):
-                if path_problem(p):          # (the message is built only for a path with a problem)
+                # (the message is built only for a path with a problem; most are plainly fine)
+                if not (_PLAIN_PATH(p) and ".." not in p) and path_problem(p):
                     diags.extend(_path_diag(p, f"step `{name}` {kind[:-1]}", f"{where}.{kind}.{i}", locate,
                                             external if kind == "inputs" else None))
-        if step.get("metrics"):
-            diags.extend(_path_diag(step["metrics"], f"step `{name}` metrics file", f"{where}.metrics", locate))
+        metrics = step.get("metrics")
+        if metrics and not (_PLAIN_PATH(metrics) and ".." not in metrics) and path_problem(metrics):
+            diags.extend(_path_diag(metrics, f"step `{name}` metrics file", f"{where}.metrics", locate))
     for dname, entry in (config.get("data") or {}).items():
         diags.extend(_path_diag(entry["path"], f"data `{dname}`", f"data.{dname}.path", locate,
                                 external if entry.get("external") else None))
@@ -848,7 +850,7 @@ def _path_diag(path: str, what: str, dotted: str, locate: Locate,
 _EXTERNAL_OK = frozenset({"is absolute", "leaves the project (`..`)"})
 
 
-def resolved_outside(root: str, rel: str, dir_cache: dict[str, str], follow_leaf: bool = True) -> str | None:
+def resolved_outside(root: str, rel: str, dir_cache: dict[str, Any], follow_leaf: bool = True) -> str | None:
     """Where `root/rel` really is when a symlink takes it outside `root` (a resolved directory), else None.
 
     The parent directories are resolved (memoised in `dir_cache`); the last part only when
@@ -864,14 +866,45 @@ def resolved_outside(root: str, rel: str, dir_cache: dict[str, str], follow_leaf
     real_parent = dir_cache.get(parent)
     if real_parent is None:
         real_parent = dir_cache[parent] = os.path.realpath(parent)
-        # a "\0" key (never a path) remembers whether the directory exists: if not, nothing in it is a link
-        dir_cache[parent + "\0"] = "d" if os.path.isdir(real_parent) else ""
+        # a "\0" key (never a path) holds what is known of the links in the directory (see _is_link)
+        dir_cache[parent + "\0"] = 0 if os.path.isdir(real_parent) else _NO_LINKS
     real = real_parent + leaf if real_parent.endswith("/") else real_parent + "/" + leaf
-    if follow_leaf and dir_cache[parent + "\0"] and os.path.islink(real):
+    if follow_leaf and _is_link(real, real_parent, parent + "\0", dir_cache):
         real = os.path.realpath(real)
     if real == root or real.startswith(root.rstrip("/") + "/"):
         return None
     return real
+
+
+_NO_LINKS, _LINKS = "no links", "links"
+#: Leaves of one directory looked at one by one (an lstat each) before the directory is listed once.
+_LIST_AFTER = 8
+
+
+def _is_link(real: str, real_parent: str, key: str, dir_cache: dict[str, Any]) -> bool:
+    """``os.path.islink(real)`` for `real`, an entry of the directory `real_parent`.
+
+    ``dir_cache[key]`` is what is known of the directory: no such directory, or no symlink in it
+    (`_NO_LINKS`: then nothing in it is a link), some symlinks (`_LINKS`: ask each entry), or how
+    many of its entries were asked so far. After `_LIST_AFTER` of them the directory is listed once
+    (a step's outputs and inputs mostly share a few directories: 10,000 lstats cost ~80 ms here).
+    """
+    state = dir_cache[key]
+    if state == _NO_LINKS:
+        return False
+    if state != _LINKS:
+        if state < _LIST_AFTER:
+            dir_cache[key] = state + 1
+        else:
+            try:
+                with os.scandir(real_parent) as entries:
+                    state = _LINKS if any(entry.is_symlink() for entry in entries) else _NO_LINKS
+            except OSError:
+                state = _LINKS
+            dir_cache[key] = state
+            if state == _NO_LINKS:
+                return False
+    return os.path.islink(real)
 
 
 def escaping_paths(pipeline: Any, project_dir: Any, steps: Any = None) -> list[Diagnostic]:
@@ -881,49 +914,64 @@ def escaping_paths(pipeline: Any, project_dir: Any, steps: Any = None) -> list[D
     refused as written (absolute, `..`) are not looked at again. `steps`: names to check (default all).
     """
     root = os.path.realpath(str(project_dir))
-    cache: dict[str, str] = {}
+    cache: dict[str, Any] = {}
     external = {posixpath.normpath(d.path) for d in pipeline.data if d.external}
     diags: list[Diagnostic] = []
-    seen: dict[tuple[str, bool], str | None] = {}      # the same path is often an output and inputs
+    # the answer per path, followed to its last part (inputs, data) or not (outputs, metrics): a path
+    # is often an output and several inputs
+    followed: dict[str, str | None] = {}
+    written: dict[str, str | None] = {}
 
-    def check(path: str | None, what: Callable[[], tuple[str, str]], follow_leaf: bool = True) -> None:
-        """`what()` gives the path's description and dotted key, built only for a diagnostic."""
-        if not path:
-            return
-        key = (path, follow_leaf)
-        if key in seen:
-            real = seen[key]
-        elif path_problem(path) or (external and under_external(path, external)):
-            real = seen[key] = None
+    def outside(path: str, follow_leaf: bool) -> str | None:
+        seen = followed if follow_leaf else written
+        if path in seen:
+            return seen[path]
+        if path_problem(path) or (external and under_external(path, external)):
+            real = seen[path] = None
         else:
-            real = seen[key] = resolved_outside(root, path, cache, follow_leaf)
-        if real is not None:
-            description, dotted = what()
-            diags.append(Diagnostic(
-                "MLP230", f"{description} `{path}` leads outside the project through a symlink (to `{real}`)",
-                pipeline.location(dotted),
-                "keep it inside the project (copy it in, or replace the symlink); data kept elsewhere on purpose: "
-                "declare it under `data:` with `external: true`"))
+            real = seen[path] = resolved_outside(root, path, cache, follow_leaf)
+        return real
+
+    def report(description: str, path: str, real: str, dotted: str) -> None:
+        diags.append(Diagnostic(
+            "MLP230", f"{description} `{path}` leads outside the project through a symlink (to `{real}`)",
+            pipeline.location(dotted),
+            "keep it inside the project (copy it in, or replace the symlink); data kept elsewhere on purpose: "
+            "declare it under `data:` with `external: true`"))
+
+    def check(path: str | None, description: str, dotted: str, follow_leaf: bool = True) -> None:
+        if path:
+            real = outside(path, follow_leaf)
+            if real is not None:
+                report(description, path, real, dotted)
 
     for d in pipeline.data:
-        check(d.path, lambda d=d: (f"data `{d.name}`", f"data.{d.name}.path"))
+        check(d.path, f"data `{d.name}`", f"data.{d.name}.path")
     wanted = None if steps is None else set(steps)
     for step in pipeline.steps:
-        if wanted is not None and step.name not in wanted:
-            continue
         name = step.name
-        for i, p in enumerate(step.inputs):
-            check(p, lambda i=i, name=name: (f"step `{name}` input", f"steps.{name}.inputs.{i}"))
+        if wanted is not None and name not in wanted:
+            continue
+        for i, p in enumerate(step.inputs):       # (descriptions are made only for a path that leads out)
+            real = followed[p] if p in followed else outside(p, True) if p else None
+            if real is not None:
+                report(f"step `{name}` input", p, real, f"steps.{name}.inputs.{i}")
         for i, p in enumerate(step.outputs):
-            check(p, lambda i=i, name=name: (f"step `{name}` output", f"steps.{name}.outputs.{i}"), follow_leaf=False)
-        check(step.metrics, lambda name=name: (f"step `{name}` metrics file", f"steps.{name}.metrics"), follow_leaf=False)
+            real = written[p] if p in written else outside(p, False) if p else None
+            if real is not None:
+                report(f"step `{name}` output", p, real, f"steps.{name}.outputs.{i}")
+        metrics = step.metrics
+        if metrics:
+            real = outside(metrics, False)
+            if real is not None:
+                report(f"step `{name}` metrics file", metrics, real, f"steps.{name}.metrics")
     if pipeline.registry is not None:
-        check(pipeline.registry.artifact, lambda: ("the registry artifact", "registry.artifact"))
-    check(pipeline.environment.requirements, lambda: ("the requirements file", "environment.requirements"))
+        check(pipeline.registry.artifact, "the registry artifact", "registry.artifact")
+    check(pipeline.environment.requirements, "the requirements file", "environment.requirements")
     monitor = getattr(pipeline, "monitor", None)
     if monitor is not None and steps is None:
-        check(monitor.drift.reference, lambda: ("the drift reference data", "monitor.drift.reference"))
-        check(monitor.drift.current, lambda: ("the drift current data", "monitor.drift.current"))
+        check(monitor.drift.reference, "the drift reference data", "monitor.drift.reference")
+        check(monitor.drift.current, "the drift current data", "monitor.drift.current")
     return diags
 
 
@@ -960,6 +1008,11 @@ def _resource_errors(res: Mapping[str, Any], where: str, locate: Locate) -> list
 
 _DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
 _CONTROL = re.compile(r"[\x00-\x1f]")
+
+
+#: A path that path_problem() passes: it starts with a letter, digit or `_` (not `/`, `\\`, `~`, a drive)
+#: and holds only those, `.`, `-` and `/` (no backslash, control character or `:`); with no `..` in it.
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]*").fullmatch
 
 
 def path_problem(path: str) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 from pathlib import Path
@@ -112,3 +113,88 @@ def test_source_map_paths_below_an_empty_key_and_merges() -> None:
     assert {".a", ".l", "m.y", "base.x"} <= set(keys) and "a" not in keys
     assert {".l.0", ".l.1", ".l.1.c", "m.x"} <= set(values)
     assert loaded.data == {"base": {"x": 1}, "": {"a": 1, "l": ["p", {"c": 2}]}, "m": {"y": 2, "x": 1}}
+
+
+def test_resolved_outside_lists_a_directory_read_often(tmp_path: Path) -> None:
+    """After a few entries of one directory, the directory is listed once: the answers stay the plain ones,
+    with and without a symlink in it (and with one that appears after it was listed)."""
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    for d in (root / "plain", root / "links", outside):
+        d.mkdir(parents=True)
+    (outside / "f").write_text("")
+    for i in range(30):
+        (root / "plain" / f"f{i}").write_text("")
+        (root / "links" / f"f{i}").write_text("")
+    (root / "links" / "f20").unlink()
+    (root / "links" / "f20").symlink_to(outside / "f")
+    real_root = os.path.realpath(root)
+    cache: dict[str, Any] = {}
+    rels = [f"{d}/f{i}" for i in range(40) for d in ("plain", "links")]
+    for rel in rels:
+        for follow in (True, False):
+            assert resolved_outside(real_root, rel, cache, follow) == _slow_resolved_outside(real_root, rel, follow), rel
+    assert resolved_outside(real_root, "links/f20", cache) == os.path.realpath(outside / "f")
+    (root / "plain" / "late").symlink_to(outside / "f")      # a new look (a new cache) sees a symlink made since
+    assert resolved_outside(real_root, "plain/late", {}) == os.path.realpath(outside / "f")
+
+
+def test_resolve_copies_only_what_it_changes_under_steps() -> None:
+    from mlprism._internal.compose import resolve
+
+    raw = {"params": {"lr": 0.1, "tags": ["a"]},
+           "steps": {"a": {"run": "train ${params.lr}", "inputs": ["x"], "env": {"LR": "${params.lr}"}},
+                     "b": {"run": "echo", "inputs": ["y"]}},
+           "name": "${params.tags}"}
+    before = copy.deepcopy(raw)
+    config = resolve(raw, lambda dotted: None)
+    assert raw == before                                          # raw is left as it was
+    assert config["steps"]["a"] == {"run": "train 0.1", "inputs": ["x"], "env": {"LR": 0.1}}
+    assert config["name"] == ["a"] and config["name"] is not raw["params"]["tags"]
+    assert config["params"] == raw["params"] and config["params"] is not raw["params"]   # copied: it reaches the IR
+    assert config["steps"]["a"] is not raw["steps"]["a"] and config["steps"]["b"] is raw["steps"]["b"]
+
+
+@pytest.mark.parametrize(("text", "found"), [
+    ('a: 1\nb: "${a}"\n', [(("b",), "${a}")]),
+    ('a: 1\nb: "\\x24{a}"\n', [(("b",), "${a}")]),               # `${` made by an escape
+    ("a: 1\nb: $\n  {a}\n", []),                                   # a line break is folded to a space
+    ("a: 1\nb: '$ {a}'\n", []),
+])
+def test_strings_with_interp_of_a_loaded_spec(text: str, found: list[Any]) -> None:
+    from mlprism._internal.compose import _loaded_strings_with_interp
+
+    loaded = load_text(text, "p.yaml")
+    assert _loaded_strings_with_interp(loaded) == found == _strings_with_interp(loaded.data)
+
+
+def test_the_front_end_leaves_what_it_built_in_the_oldest_generation() -> None:
+    """The objects a front end makes outlive it: a young collection would walk them all for nothing."""
+    import gc
+
+    from mlprism._internal.compiler import load_pipeline
+
+    if not gc.isenabled() or gc.get_freeze_count():
+        pytest.skip("the collector is off or frozen here")
+    gc.collect()
+    compiled = load_pipeline(GOLDEN / "full" / "pipeline.yaml")
+    assert gc.isenabled()
+    young = len(gc.get_objects(generation=0)) + len(gc.get_objects(generation=1))
+    assert young < 1_000, young          # (a collection after the pause would have moved ~40,000 into generation 1)
+    assert compiled.pipeline.steps
+
+
+def test_a_plain_path_has_no_path_problem() -> None:
+    """semantic_errors skips path_problem() for a path of plain characters without `..`: it has none."""
+    import random
+
+    from mlprism._internal.validate import _PLAIN_PATH, path_problem
+
+    rng = random.Random(7)
+    alphabet = "ab_09.-/~\\:\x00\t C"
+    plain = 0
+    for _ in range(20_000):
+        path = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 8)))
+        if _PLAIN_PATH(path) and ".." not in path:
+            plain += 1
+            assert path_problem(path) is None, path
+    assert plain > 500
