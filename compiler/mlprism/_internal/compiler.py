@@ -14,7 +14,7 @@ from typing import Any
 
 from mlprism._internal import graph as graph_stage
 from mlprism._internal.compose import Composed, compose
-from mlprism._internal.features import capability_errors
+from mlprism._internal.features import capability_errors, feature_uses
 from mlprism._internal.load import Loaded, load_file, without_gc, without_gc_long_lived
 from mlprism._internal.lower import collect_locations, lower, missing_inputs
 from mlprism._internal.plugins import Plugins, load_plugins, schema_sections
@@ -348,6 +348,7 @@ def emit_many(pipeline: Pipeline, names: Sequence[str], plugins: Plugins, projec
         from concurrent.futures import ProcessPoolExecutor
 
         _FORKED = (pipeline, plugins, project_path)
+        feature_uses(pipeline)       # every target's emit asks (MLP302): answered once here, inherited
         try:
             with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
                 for name, result in zip(names, pool.map(_emit_in_worker, names), strict=True):
@@ -374,7 +375,3 @@ def project_path_for(spec_path: Path) -> str:
             rel = spec_dir.relative_to(parent).as_posix()
             return rel or "."
     return "."
-
-
-def location_of_override(ov: str) -> Location:
-    return Location(override=ov)
