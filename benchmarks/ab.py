@@ -40,7 +40,9 @@ sys.path.insert(0, str(HERE))
 
 import specs  # noqa: E402
 
-MLPRISM = Path(sys.executable).with_name("mlprism")
+#: `python -m mlprism`: the same in every version (the console script names an entry function that a
+#: version may not have: `console_main` is newer than the fifth round)
+MLPRISM = [sys.executable, "-m", "mlprism"]
 RUN = ["run", "pipeline.yaml", "-q", "-j", "2"]
 
 
@@ -63,7 +65,7 @@ def export(rev: str, dest: Path) -> Path:
 def timed(tree: Path, argv: list[str], cwd: Path) -> tuple[float, float, int]:
     env = dict(os.environ, PYTHONPATH=f"{tree / 'compiler'}{os.pathsep}{tree / 'plugins'}")
     t0 = time.perf_counter()
-    proc = subprocess.Popen([str(MLPRISM), *argv], cwd=cwd, env=env, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([*MLPRISM, *argv], cwd=cwd, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     _, status, usage = os.wait4(proc.pid, 0)
     return time.perf_counter() - t0, usage.ru_utime + usage.ru_stime, os.waitstatus_to_exitcode(status)
