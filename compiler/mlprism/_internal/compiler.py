@@ -79,6 +79,12 @@ def display_path(path: Path) -> str:
         return str(path)
 
 
+def spec_display(spec: str | os.PathLike[str]) -> str:
+    """The spec's name as its diagnostics and the IR's locations show it: as given, or relative to the
+    working directory when given as an absolute path."""
+    return str(spec) if not Path(spec).is_absolute() else display_path(Path(spec))
+
+
 class Shared:
     """Work that compiling one spec several times, with different overrides, need not repeat.
 
@@ -164,9 +170,8 @@ def load_pipeline(spec: str | os.PathLike[str], overrides: Sequence[str] = (), *
     `shared`: the same object for several compilations of one spec (see :class:`Shared`).
     """
     plugins = plugins or get_plugins()
-    spec_path = Path(spec)
-    display = str(spec) if not spec_path.is_absolute() else display_path(spec_path)
-    spec_path = spec_path.absolute()
+    display = spec_display(spec)
+    spec_path = Path(spec).absolute()
     warnings: list[Diagnostic] = list(plugins.problems)
     clock = _Clock()
     # 1. load (source map, duplicate keys, limits)

@@ -189,14 +189,10 @@ class _Loader:
         return hash_bytes(json.dumps(parts, default=str).encode())
 
     def _display(self) -> str:
-        """The spec's name in the IR's locations, as the compiler writes it: relative to the working
-        directory when the spec was named by an absolute path (so it is part of the key)."""
-        if not Path(self.spec).is_absolute():
-            return str(self.spec)
-        try:
-            return os.path.relpath(self.spec_path)
-        except ValueError:
-            return str(self.spec_path)
+        """The spec's name in the IR's locations, as the compiler writes it (so it is part of the key)."""
+        from mlprism._internal.compiler import spec_display
+
+        return spec_display(self.spec)
 
     def checked(self, hit: Pipeline) -> Pipeline:
         """`hit` if the compiler would accept it now, else raise _Refused or the compiler's diagnostics."""
