@@ -720,12 +720,11 @@ def semantic_errors(config: Mapping[str, Any], locate: Locate) -> list[Diagnosti
                     "add `registry: {name: ..., artifact: ...}`, or use `min:`/`max:` bounds"))
         for kind in ("inputs", "outputs"):
             for i, p in enumerate(step.get(kind) or []):
-                # (the message is built only for a path with a problem; most are plainly fine)
-                if not (_PLAIN_PATH(p) and ".." not in p) and path_problem(p):
+                if path_problem(p):          # (the message is built only for a path with a problem)
                     diags.extend(_path_diag(p, f"step `{name}` {kind[:-1]}", f"{where}.{kind}.{i}", locate,
                                             external if kind == "inputs" else None))
         metrics = step.get("metrics")
-        if metrics and not (_PLAIN_PATH(metrics) and ".." not in metrics) and path_problem(metrics):
+        if metrics and path_problem(metrics):
             diags.extend(_path_diag(metrics, f"step `{name}` metrics file", f"{where}.metrics", locate))
     for dname, entry in (config.get("data") or {}).items():
         diags.extend(_path_diag(entry["path"], f"data `{dname}`", f"data.{dname}.path", locate,
@@ -953,11 +952,11 @@ def escaping_paths(pipeline: Any, project_dir: Any, steps: Any = None) -> list[D
         if wanted is not None and name not in wanted:
             continue
         for i, p in enumerate(step.inputs):       # (descriptions are made only for a path that leads out)
-            real = followed[p] if p in followed else outside(p, True) if p else None
+            real = outside(p, True) if p else None
             if real is not None:
                 report(f"step `{name}` input", p, real, f"steps.{name}.inputs.{i}")
         for i, p in enumerate(step.outputs):
-            real = written[p] if p in written else outside(p, False) if p else None
+            real = outside(p, False) if p else None
             if real is not None:
                 report(f"step `{name}` output", p, real, f"steps.{name}.outputs.{i}")
         metrics = step.metrics
@@ -1017,6 +1016,12 @@ _PLAIN_PATH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]*").fullmatch
 
 def path_problem(path: str) -> str | None:
     """None if `path` stays inside the project, else what is wrong with it."""
+    if _PLAIN_PATH(path) and ".." not in path:      # most paths: none of the rules below can apply
+        return None
+    return _path_problem_by_rules(path)
+
+
+def _path_problem_by_rules(path: str) -> str | None:
     if path.startswith(("/", "\\")) or _DRIVE.match(path):
         return "is absolute"
     if "\\" in path:

@@ -184,10 +184,10 @@ def test_the_front_end_leaves_what_it_built_in_the_oldest_generation() -> None:
 
 
 def test_a_plain_path_has_no_path_problem() -> None:
-    """semantic_errors skips path_problem() for a path of plain characters without `..`: it has none."""
+    """path_problem() answers a path of plain characters without `..` without its rules: they find nothing."""
     import random
 
-    from mlprism._internal.validate import _PLAIN_PATH, path_problem
+    from mlprism._internal.validate import _PLAIN_PATH, _path_problem_by_rules, path_problem
 
     rng = random.Random(7)
     alphabet = "ab_09.-/~\\:\x00\t C"
@@ -196,5 +196,5 @@ def test_a_plain_path_has_no_path_problem() -> None:
         path = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 8)))
         if _PLAIN_PATH(path) and ".." not in path:
             plain += 1
-            assert path_problem(path) is None, path
+            assert _path_problem_by_rules(path) is None and path_problem(path) is None, path
     assert plain > 500
