@@ -37,6 +37,7 @@ from typing import Any
 
 from mlprism._internal.load import Loaded, SourceMap, load_file, load_text, without_gc
 from mlprism._internal.overrides import hydra_quote
+from mlprism._internal.slots import slot_setters
 from mlprism.diagnostics import Diagnostic, DiagnosticError, Location, Severity, did_you_mean
 
 _INTERP = re.compile(r"\$\{")
@@ -96,31 +97,14 @@ def locate(dotted: str, overrides: Sequence[str], maps: Sequence[SourceMap], pre
         probe = probe.rpartition(".")[0]
 
 
-def _location_slots() -> tuple[Callable[..., Any], ...] | None:
-    """The setters of Location's slots (file, line, col, override), or None when they cannot be used.
-
-    Location is a frozen dataclass with slots: its generated ``__init__`` sets each field through
-    ``object.__setattr__``. Setting the slots directly gives the same object, three times faster
-    (a spec has ~10 keys per step) — used only while Location has exactly these fields and
-    nothing runs after ``__init__``.
-    """
-    import dataclasses
-
-    names = tuple(f.name for f in dataclasses.fields(Location))
-    if names != ("file", "line", "col", "override") or hasattr(Location, "__post_init__"):
-        return None
-    return tuple(getattr(Location, n).__set__ for n in names)
-
-
-_SLOTS = _location_slots()
-
-
 def _location_maker() -> Callable[[str, int, int], Location]:
-    """``Location(file, line, col)``, three times faster when it can be (see :func:`_location_slots`)."""
-    if _SLOTS is None:
+    """``Location(file, line, col)``, three times faster when it can be (see :func:`slot_setters`): a spec
+    has ~10 keys per step."""
+    setters = slot_setters(Location, ("file", "line", "col", "override"))
+    if setters is None:
         return Location
     new = object.__new__
-    set_file, set_line, set_col, set_override = _SLOTS
+    set_file, set_line, set_col, set_override = setters
 
     def make(file: str, line: int, col: int) -> Location:
         loc = new(Location)
@@ -139,14 +123,12 @@ _MISSING_LOC: Any = object()
 def _locate_in_one_map(dotteds: Iterable[str], smap: SourceMap) -> dict[str, Location]:
     """:func:`locate_many` without overrides, memo or other maps (a compile without overrides), inlined.
 
-    Per key, ``smap.lookup(dotted)`` (a Location made with its slots set directly, see
-    :func:`_location_slots`), else the nearest enclosing key's position.
+    Per key, ``smap.lookup(dotted)`` (a Location made by `_new_location`), else the nearest enclosing
+    key's position.
     """
     out: dict[str, Location] = {}
     key_at, value_at, block, file = smap.keys.get, smap.values.get, smap.block, smap.file
-    assert _SLOTS is not None
-    new = object.__new__
-    set_file, set_line, set_col, set_override = _SLOTS
+    make = _new_location
     for dotted in dotteds:
         pos = value_at(dotted)                     # SourceMap.position(dotted, "auto"): the key's position
         if pos is None or dotted in block:         # for a block collection or a key without a value
@@ -160,12 +142,7 @@ def _locate_in_one_map(dotteds: Iterable[str], smap: SourceMap) -> dict[str, Loc
         elif type(pos) is Location:
             out[dotted] = pos
         else:                                        # a mark: 0-based
-            loc = new(Location)
-            set_file(loc, file)
-            set_line(loc, pos.line + 1)
-            set_col(loc, pos.column + 1)
-            set_override(loc, None)
-            out[dotted] = loc
+            out[dotted] = make(file, pos.line + 1, pos.column + 1)
     return out
 
 
@@ -177,7 +154,7 @@ def locate_many(dotteds: Iterable[str], overrides: Sequence[str], maps: Sequence
     `memo` caches what the source maps say of a key (the answer when no override is about it); it
     is valid for these `maps` only: compilations of one spec that differ in overrides share it.
     """
-    if not overrides and memo is None and len(maps) == 1 and _SLOTS is not None:
+    if not overrides and memo is None and len(maps) == 1:
         return _locate_in_one_map(dotteds, maps[0])
     out: dict[str, Location] = {}
     # locate()'s override rule, with each override's key worked out once: the last override that

@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from mlprism._internal.load import without_gc
+from mlprism._internal.slots import slot_setters
 from mlprism.diagnostics import Diagnostic, DiagnosticError, Location
 from mlprism.ir import Edge, Pipeline, Step
 
@@ -95,13 +96,11 @@ def _sorted_edges(found: set[tuple[str, str, str, str]]) -> list[Edge]:
 def _edge_maker() -> Callable[[str, str, str, str | None], Edge]:
     """``Edge(source, target, kind, path)``, its slots set directly (twice as fast) while Edge is a plain
     slotted dataclass of these four fields."""
-    import dataclasses
-
-    names = tuple(f.name for f in dataclasses.fields(Edge))
-    if names != ("source", "target", "kind", "path") or hasattr(Edge, "__post_init__") or "__slots__" not in vars(Edge):
+    setters = slot_setters(Edge, ("source", "target", "kind", "path"))
+    if setters is None:
         return Edge
     new = object.__new__
-    set_source, set_target, set_kind, set_path = (getattr(Edge, n).__set__ for n in names)
+    set_source, set_target, set_kind, set_path = setters
 
     def make(source: str, target: str, kind: str, path: str | None) -> Edge:
         edge = new(Edge)
