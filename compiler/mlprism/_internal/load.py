@@ -100,7 +100,7 @@ class SourceMap:
     block: set[str] = field(default_factory=set)      # paths whose value is a block mapping or list
 
     def _at(self, pos: Any) -> Location:
-        return pos if isinstance(pos, Location) else Location(self.file, pos.line + 1, pos.column + 1)
+        return pos if isinstance(pos, Location) else _loc(self.file, pos)
 
     def position(self, dotted: str, prefer: str = "auto") -> Any:
         """Where `dotted` is, as stored (a mark or a Location), or None: `prefer` is "auto" (see
