@@ -71,6 +71,13 @@ from mlprism.runtime.paths import (
     write_failure,
 )
 from mlprism.runtime.redact import mask, redaction_values
+from mlprism.runtime.spawn import (
+    SpawnedProcess,
+    can_spawn,
+    can_spawn_in,
+    close_on_exec_all,
+    spawn_shell,
+)
 
 __all__ = [
     "Decision",
@@ -127,7 +134,7 @@ def _proc_started_at(pid: int) -> float | None:
     return btime + ticks / os.sysconf("SC_CLK_TCK")
 
 
-def _stop_group(proc: subprocess.Popen[bytes], grace: float) -> None:
+def _stop_group(proc: subprocess.Popen[bytes] | SpawnedProcess, grace: float) -> None:
     """SIGTERM the step's process group; SIGKILL whatever is left once its leader exits or ``grace`` passes."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGTERM)
@@ -138,7 +145,7 @@ def _stop_group(proc: subprocess.Popen[bytes], grace: float) -> None:
     proc.wait()
 
 
-def _wait(proc: subprocess.Popen[bytes], timeout: float | None) -> int:
+def _wait(proc: subprocess.Popen[bytes] | SpawnedProcess, timeout: float | None) -> int:
     """``proc.wait(timeout)``, woken the moment the process exits.
 
     With a timeout, Popen.wait polls: it sleeps 1 ms, then 2, 4 … up to 50 ms between
@@ -189,10 +196,13 @@ class LocalLauncher:
         self.running_dir = running_dir
         self.redact_values = redaction_values(redact_values)
         self.kill_grace = kill_grace
-        self._procs: dict[int, subprocess.Popen[bytes]] = {}
+        self._procs: dict[int, subprocess.Popen[bytes] | SpawnedProcess] = {}
         self._lock = threading.Lock()
         self._notes: int | None = None
         self._spares: dict[str, list[str]] = {}   # folder -> empty files there, ready to become a step's log
+        self._spawn = can_spawn()                 # posix_spawn for steps that run in this process's directory
+        self._spawn_dirs: dict[str, bool] = {}
+        self._devnull: int | None = None
 
     def _take_log(self, log_path: str) -> None:
         """Put a spare empty file at ``log_path`` (a rename: no new file), unless it exists already."""
@@ -242,8 +252,24 @@ class LocalLauncher:
                                       0o644)
             os.write(self._notes, f"{pid} {started:.3f}\n".encode())
 
+    def _spawns_in(self, cwd: str) -> bool:
+        """Start steps in ``cwd`` with posix_spawn (see mlprism.runtime.spawn): it is this process's directory."""
+        ok = self._spawn_dirs.get(cwd)
+        if ok is None:
+            ok = can_spawn_in(cwd)
+            if ok:
+                with self._lock:
+                    if self._devnull is None:
+                        close_on_exec_all()
+                        self._devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            self._spawn_dirs[cwd] = ok          # published once the descriptor is there (other workers look)
+        return ok
+
     def close(self) -> None:
         with self._lock:
+            if self._devnull is not None:
+                os.close(self._devnull)
+                self._devnull = None
             if self._notes is not None:
                 os.close(self._notes)
                 self._notes = None
@@ -273,14 +299,23 @@ class LocalLauncher:
         try:
             piped = bool(self.redact_values)
             started = time.time()
-            proc = subprocess.Popen(["/bin/sh", "-c", command], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.PIPE if piped else log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+            proc: subprocess.Popen[bytes] | SpawnedProcess | None = None
+            if not piped and self._spawn and self._spawns_in(os.fspath(cwd)):
+                assert self._devnull is not None
+                try:
+                    proc = spawn_shell(command, env=env, stdin=self._devnull, output=log)
+                except NotImplementedError:                 # no setsid for posix_spawn here
+                    self._spawn = False
+            if proc is None:
+                proc = subprocess.Popen(["/bin/sh", "-c", command], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.PIPE if piped else log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
             self._note(proc.pid, started)
             with self._lock:
                 self._procs[proc.pid] = proc
             pump = None
             if piped:
+                assert isinstance(proc, subprocess.Popen)
                 # its own descriptor: a step's background process may keep the pipe open after this returns
                 pump = threading.Thread(target=self._pump, args=(proc.stdout, os.dup(log)), daemon=True)
                 pump.start()
