@@ -1092,6 +1092,7 @@ class Run:
         self.lock_steps: dict[str, Any] = dict(self.lock.get("steps") or {})
         self.lock_changed = False
         self.run_dir = session.state_dir / "runs" / run_id
+        self._run_dir_rel: str | None = None       # what _rel gives for run_dir, worked out once (see _launch)
         env = dict(options.env)
         env["PATH"] = _venv_path(env)
         env.update(pipeline.environment.variables)
@@ -1119,6 +1120,12 @@ class Run:
             return os.path.relpath(path)
         except ValueError:
             return str(path)
+
+    def _log_rel(self, name: str) -> str:
+        """``_rel(run_dir / f"{name}.log")`` for a step name (no `/` in it) without a relpath per step."""
+        if self._run_dir_rel is None:
+            self._run_dir_rel = self._rel(self.run_dir)
+        return f"{self._run_dir_rel}/{name}.log"
 
     def _dn(self, name: str) -> str:
         return f"{self.label}:{name}" if self.label else name
@@ -1564,7 +1571,7 @@ class Run:
             _scrub_log(log_path, list(self.s.secrets.values()))
         ended = time.time()
         base = dict(fingerprint=fp, exit_code=code, duration=ended - started, attempts=attempts,
-                    log=self._rel(log_path), inputs=inputs, started=started, ended=ended)
+                    log=self._log_rel(name), inputs=inputs, started=started, ended=ended)
         if timed_out:
             return StepResult(name, "failed", code="MLP403", **base,    # type: ignore[arg-type]
                               error=f"timed out after {step.timeout}s (process group killed)")

@@ -49,12 +49,12 @@ def _hash_open_file(path: str | os.PathLike[str], size: int) -> str:
         h.update_mmap(os.fspath(path))
         return h.hexdigest()
     h = blake3.blake3()
-    with open(path, "rb", buffering=0) as f:
-        while True:
-            chunk = f.read(CHUNK)
-            if not chunk:
-                break
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)      # a plain descriptor: most outputs are a few bytes
+    try:
+        while chunk := os.read(fd, CHUNK):                # to the end, even if it grew since the stat
             h.update(chunk)
+    finally:
+        os.close(fd)
     return h.hexdigest()
 
 
