@@ -256,6 +256,12 @@ class Cache:
             self._put_file(path, digest.hash)
         return OutputEntry.of(digest)
 
+    def store_bytes(self, data: bytes, digest: Digest) -> OutputEntry:
+        """Put a file's bytes, hashed to ``digest`` (see Hasher.digest_output), into the store."""
+        assert digest.hash is not None and digest.kind == "file"
+        self._put_bytes(data, digest.hash)
+        return OutputEntry.of(digest)
+
     def can_restore(self, entry: OutputEntry) -> bool:
         if not self.has_object(entry.hash):
             return False

@@ -43,6 +43,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from mlprism.diagnostics import Diagnostic, DiagnosticError, did_you_mean
 from mlprism.ir import Pipeline, Step
+from mlprism.runtime.cache import SMALL as CACHE_SMALL
 from mlprism.runtime.cache import Cache, OutputEntry, StepRecord, _write_all
 from mlprism.runtime.display import Display, make_display
 from mlprism.runtime.fingerprint import (
@@ -1593,12 +1594,15 @@ class Run:
             except DiagnosticError as exc:
                 return StepResult(name, "failed", code="MLP406", error=exc.diagnostics[0].message,
                                   **base)  # type: ignore[arg-type]
-        digests = {o: self.s.hasher.digest(f"{root}/{o}") for o in outs}
-        entries = {o: OutputEntry.of(d) for o, d in digests.items()}
+        hashed = {o: self.s.hasher.digest_output(f"{root}/{o}", CACHE_SMALL) for o in outs}
+        entries = {o: OutputEntry.of(d) for o, (d, _) in hashed.items()}
         if step.cache:
             try:
-                for o, d in digests.items():
-                    self.s.cache.store(f"{root}/{o}", d)
+                for o, (d, data) in hashed.items():
+                    if data is None:
+                        self.s.cache.store(f"{root}/{o}", d)
+                    else:
+                        self.s.cache.store_bytes(data, d)       # the bytes that were hashed
                 self.s.cache.put_record(StepRecord(fp, name, entries, metrics, decision.fingerprint.components,
                                                    time.time(), ended - started, self.run_id))
             except OSError as exc:                                  # hardening: disk full while caching

@@ -150,6 +150,40 @@ class Hasher:
             return self._tree(Path(path))
         return Digest("file", self._file(path, st), st.st_size, bool(st.st_mode & 0o100))
 
+    def digest_output(self, path: str, small: int) -> tuple[Digest, bytes | None]:
+        """``digest(path)`` of a step's output just written, with its bytes when it is a file of at most ``small``.
+
+        The bytes are the ones hashed, so the cache stores exactly what the digest names (a copy
+        made after hashing could meet a file changed in between). A fresh output is never a stat
+        cache hit (see RACY_NS), so this reads it without looking there; the entry is recorded.
+        """
+        try:
+            st = os.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return MISSING, None
+        if not stat.S_ISREG(st.st_mode) or st.st_size > small:
+            return self.digest(path), None
+        hashed_at = time.time_ns()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            chunks = []
+            while chunk := os.read(fd, small + 1):        # to the end, even if it grew since the stat
+                chunks.append(chunk)
+        finally:
+            os.close(fd)
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        digest = hash_bytes(data)
+        after = os.stat(path)
+        with self._lock:
+            self.files_read += 1
+            self.bytes_read += len(data)
+            if after.st_mtime_ns == st.st_mtime_ns and after.st_size == st.st_size == len(data):
+                key = f"{st.st_dev}:{st.st_ino}"
+                self._entries[key] = [st.st_size, st.st_mtime_ns, hashed_at, digest]
+                self._used.add(key)
+                self._dirty = True
+        return Digest("file", digest, len(data), bool(st.st_mode & 0o100)), data
+
     def _tree(self, root: Path) -> Digest:
         rows: list[list[object]] = []
         total = 0

@@ -10,6 +10,7 @@ from pathlib import Path
 import blake3
 import pytest
 from mlprism.runtime import hashing
+from mlprism.runtime.cache import Cache
 from mlprism.runtime.hashing import Hasher, hash_file, manifest_entries
 
 
@@ -88,3 +89,34 @@ def test_tree_hash_depends_on_names_contents_and_modes(tmp_path: Path) -> None:
 def test_missing_path(tmp_path: Path) -> None:
     d = Hasher(None).digest(tmp_path / "nope")
     assert not d.exists and d.hash is None
+
+
+def test_digest_output_gives_the_bytes_it_hashed(tmp_path: Path) -> None:
+    small, big, tree = tmp_path / "small.txt", tmp_path / "big.bin", tmp_path / "tree"
+    small.write_bytes(b"12 34\n")
+    os.chmod(small, 0o755)
+    big.write_bytes(os.urandom(5000))
+    tree.mkdir()
+    (tree / "a").write_text("a")
+    h = Hasher(tmp_path)
+    d, data = h.digest_output(str(small), 4096)
+    assert data == b"12 34\n" and d == Hasher(None).digest(small) and d.executable and d.size == 6
+    d, data = h.digest_output(str(big), 4096)                 # above the limit: hashed, not kept
+    assert data is None and d.hash == hash_file(big) and d.size == 5000
+    d, data = h.digest_output(str(tree), 4096)
+    assert data is None and d.kind == "dir" and d == Hasher(None).digest(tree)
+    d, data = h.digest_output(str(tmp_path / "nope"), 4096)
+    assert data is None and not d.exists
+    assert h.files_read == 3                                  # the tree's one file, big and small
+
+
+def test_stored_output_bytes_are_the_hashed_ones(tmp_path: Path) -> None:
+    out = tmp_path / "out.txt"
+    out.write_text("result\n")
+    d, data = Hasher(None).digest_output(str(out), 1 << 16)
+    assert data is not None
+    cache = Cache(tmp_path / ".mlprism")
+    entry = cache.store_bytes(data, d)
+    obj = cache.object_path(entry.hash)
+    assert obj.read_bytes() == b"result\n" and blake3.blake3(obj.read_bytes()).hexdigest() == d.hash
+    assert obj.stat().st_mode & 0o777 == 0o444
