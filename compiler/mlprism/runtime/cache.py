@@ -21,7 +21,6 @@ import os
 import shutil
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -163,7 +162,7 @@ def _unique() -> str:
     global _PREFIX
     pid = os.getpid()
     if _PREFIX[0] != pid:                     # first call, or a forked child
-        _PREFIX = (pid, f"{uuid.uuid4().hex[:16]}-{pid}")
+        _PREFIX = (pid, f"{os.urandom(8).hex()}-{pid}")
     return f"{_PREFIX[1]}-{next(_IDS)}"
 
 
@@ -291,7 +290,7 @@ class Cache:
 
     def _restore_tree(self, dest: Path, entry: OutputEntry) -> None:
         rows = manifest_entries(self.object_path(entry.hash).read_bytes())
-        build = dest.with_name(f".{dest.name}.mlprism-{uuid.uuid4().hex[:8]}")
+        build = dest.with_name(f".{dest.name}.mlprism-{os.urandom(4).hex()}")
         try:
             build.mkdir()
             for rel, h, _size, executable in sorted(rows):
@@ -303,7 +302,7 @@ class Cache:
                 _copy(self.object_path(h), target, 0o755 if executable else 0o644)
             old = None
             if dest.exists() or dest.is_symlink():
-                old = dest.with_name(f".{dest.name}.mlprism-old-{uuid.uuid4().hex[:8]}")
+                old = dest.with_name(f".{dest.name}.mlprism-old-{os.urandom(4).hex()}")
                 os.replace(dest, old)
             os.replace(build, dest)
             if old is not None:

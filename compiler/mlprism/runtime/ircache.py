@@ -28,7 +28,6 @@ import os
 import pickle
 import re
 import types
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -470,7 +469,7 @@ def _write(state_dir: Path, key: str, entry: dict[str, Any]) -> None:
         ignore = state_dir / ".gitignore"
         if not ignore.exists():
             ignore.write_text("# mlprism's local state: never commit it\n*\n")
-        tmp = directory / f".{uuid.uuid4().hex}.tmp"
+        tmp = directory / f".{os.urandom(16).hex()}.tmp"
         with open(tmp, "wb") as f:
             _Pickler(f, protocol=pickle.HIGHEST_PROTOCOL).dump(entry)
         os.replace(tmp, directory / f"{key}.pickle")

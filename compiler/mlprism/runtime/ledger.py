@@ -20,7 +20,7 @@ next run of the project.
 from __future__ import annotations
 
 import json
-import secrets
+import os
 import sqlite3
 import threading
 import time
@@ -99,7 +99,7 @@ CREATE INDEX IF NOT EXISTS reports_kind ON reports(kind, created);
 
 def new_run_id() -> str:
     """Sortable by start time, unique without coordination: ``20260526-201500-3fa2b1``."""
-    return time.strftime("%Y%m%d-%H%M%S", time.localtime()) + "-" + secrets.token_hex(3)
+    return time.strftime("%Y%m%d-%H%M%S", time.localtime()) + "-" + os.urandom(3).hex()    # the OS CSPRNG, as secrets uses
 
 
 def _row(cur: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:

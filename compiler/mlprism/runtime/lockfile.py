@@ -17,7 +17,6 @@ import glob
 import json
 import os
 import re
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +77,7 @@ def _write_sidecar(path: Path, digest: str, document: dict[str, Any]) -> None:
     side = _sidecar(path)
     try:
         side.parent.mkdir(exist_ok=True)
-        tmp = side.with_name(f".{side.name}.{uuid.uuid4().hex[:8]}.tmp")
+        tmp = side.with_name(f".{side.name}.{os.urandom(4).hex()}.tmp")
         tmp.write_text(json.dumps({"digest": digest, "lock": document}, separators=(",", ":"), default=str))
         os.replace(tmp, side)
     except (OSError, TypeError, ValueError):
@@ -228,7 +227,7 @@ def _replace_durably(path: Path, raw: bytes) -> None:
     """
     for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
         stale.unlink(missing_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.urandom(4).hex()}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
