@@ -126,15 +126,19 @@ class Hasher:
             return str(entry[3])
         hashed_at = time.time_ns()
         digest = _hash_open_file(path, st.st_size)
-        after = os.stat(path)
+        self._hashed(key, st, os.stat(path), st.st_size, hashed_at, digest)
+        return digest
+
+    def _hashed(self, key: str, st: os.stat_result, after: os.stat_result, nbytes: int, hashed_at: int,
+                digest: str) -> None:
+        """Count a file read and remember its hash, unless it changed while it was read (``st`` vs ``after``)."""
         with self._lock:
             self.files_read += 1
-            self.bytes_read += st.st_size
-            if after.st_mtime_ns == st.st_mtime_ns and after.st_size == st.st_size:
+            self.bytes_read += nbytes
+            if after.st_mtime_ns == st.st_mtime_ns and after.st_size == st.st_size == nbytes:
                 self._entries[key] = [st.st_size, st.st_mtime_ns, hashed_at, digest]
                 self._used.add(key)
                 self._dirty = True
-        return digest
 
     def file(self, path: str | os.PathLike[str]) -> str:
         return self._file(path, os.stat(path))
@@ -173,15 +177,7 @@ class Hasher:
             os.close(fd)
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         digest = hash_bytes(data)
-        after = os.stat(path)
-        with self._lock:
-            self.files_read += 1
-            self.bytes_read += len(data)
-            if after.st_mtime_ns == st.st_mtime_ns and after.st_size == st.st_size == len(data):
-                key = f"{st.st_dev}:{st.st_ino}"
-                self._entries[key] = [st.st_size, st.st_mtime_ns, hashed_at, digest]
-                self._used.add(key)
-                self._dirty = True
+        self._hashed(f"{st.st_dev}:{st.st_ino}", st, os.stat(path), len(data), hashed_at, digest)
         return Digest("file", digest, len(data), bool(st.st_mode & 0o100)), data
 
     def _tree(self, root: Path) -> Digest:
