@@ -181,6 +181,7 @@ CODES: dict[str, str] = {
     "MLP302": "The spec uses a feature the chosen target cannot express.",
     "MLP303": "Invalid options in a target's `targets.<name>` section.",
     "MLP304": "Generated files are stale (`--check`).",
+    "MLP305": "A generated file is larger than its platform accepts (a warning; the file is written).",
     "MLP320": "A spec value cannot be carried into the kubernetes target's manifests (`{{`, which Argo "
               "substitutes, or two names that become one Argo name).",
     # 4xx: running

@@ -166,6 +166,12 @@ class GitHubActionsTarget(Target):
         "mlflow": "`mlprism run` mirrors runs to `tracking.uri`",
     }
     options_schema: ClassVar[dict[str, Any] | None] = OPTIONS_SCHEMA
+    size_limits: ClassVar[Mapping[str, tuple[int, str, str]]] = {
+        ".github/workflows/*.yml": (
+            500 * 1024, "GitHub does not start runs of a workflow file larger than that (its Actions limits)",
+            "one job per step is about 3.5 KB a step: split the pipeline into specs of ~140 steps or fewer, "
+            "or compile it to the kubernetes target"),
+    }
 
     def emit(self, pipeline: Pipeline, context: EmitContext) -> Files:
         from mlprism_github.workflow import emit_workflows

@@ -68,6 +68,13 @@ class KubernetesTarget(mlprism.Target):
         "mlflow": "the runtime mirrors runs to `tracking.uri` from the step pods (reachable from the cluster)",
     }
     options_schema: ClassVar[dict[str, Any]] = OPTIONS_SCHEMA
+    size_limits: ClassVar[dict[str, tuple[int, str, str]]] = {
+        "base/pipeline.yaml": (
+            1 << 20, "Argo keeps a workflow in etcd, about 1 MB a resource (its docs on large workflows), and a "
+            "submitted Workflow also holds this template's spec and its nodes' statuses",
+            "the WorkflowTemplate is about 1 KB a step: split the pipeline into specs of ~1,000 steps or fewer, "
+            "or enable Argo's node status offloading and check what your API server accepts"),
+    }
 
     def emit(self, pipeline: mlprism.Pipeline, context: mlprism.EmitContext) -> mlprism.Files:
         try:

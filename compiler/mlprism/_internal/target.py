@@ -7,7 +7,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from mlprism.diagnostics import Diagnostic, DiagnosticError, did_you_mean
+from mlprism.diagnostics import Diagnostic, DiagnosticError, Severity, did_you_mean
 
 if TYPE_CHECKING:
     from mlprism.ir import Pipeline, Step
@@ -58,6 +58,10 @@ class Target:
     capabilities: ClassVar[Mapping[str, str]] = {}
     #: JSON Schema of the spec's `targets.<name>` section, or None.
     options_schema: ClassVar[dict[str, Any] | None] = None
+    #: What the platform accepts: glob of a generated path (fnmatch, `*` crosses `/`) ->
+    #: (the most bytes such a file may have, why it matters, a hint). A bigger file is still
+    #: written, with an MLP305 warning (e.g. GitHub starts no workflow file above 500 KB).
+    size_limits: ClassVar[Mapping[str, tuple[int, str, str]]] = {}
 
     def emit(self, pipeline: Pipeline, context: EmitContext) -> Files:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -124,3 +128,30 @@ def step_command(pipeline: Pipeline, step: Step | str, *extra: str) -> list[str]
 
 def shell_join(argv: list[str]) -> str:
     return shlex.join(argv)
+
+
+def _size_text(n: int) -> str:
+    return f"{n / (1 << 20):.1f} MiB" if n >= 1 << 20 else f"{n / 1024:.0f} KiB"
+
+
+def size_warnings(target: Target, files: Mapping[str, str | bytes | GeneratedFile]) -> list[Diagnostic]:
+    """MLP305 warnings for the generated files larger than the target's ``size_limits`` allow."""
+    import fnmatch
+
+    warnings: list[Diagnostic] = []
+    if not target.size_limits:
+        return warnings
+    for path in sorted(files):
+        for pattern, (limit, why, hint) in target.size_limits.items():
+            if not fnmatch.fnmatchcase(path, pattern):
+                continue
+            content = files[path]
+            raw = content.content if isinstance(content, GeneratedFile) else content
+            if len(raw) * (1 if isinstance(raw, bytes) else 4) > limit:     # UTF-8: at most 4 bytes a character
+                size = len(raw if isinstance(raw, bytes) else raw.encode("utf-8"))
+                if size > limit:
+                    warnings.append(Diagnostic(
+                        "MLP305", f"target `{target.name}`: `{path}` is {_size_text(size)} "
+                        f"(at most {_size_text(limit)}): {why}", None, hint, Severity.WARNING))
+            break
+    return warnings

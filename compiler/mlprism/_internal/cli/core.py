@@ -104,7 +104,7 @@ def emit_targets(args: argparse.Namespace,
     Shared by `compile` and `diff`. All targets' errors are collected before raising.
     """
     from mlprism._internal.compiler import emit_many, project_path_for
-    from mlprism._internal.target import GeneratedFile
+    from mlprism._internal.target import GeneratedFile, size_warnings
 
     plugins = _plugins(args)
     names: list[str] = []
@@ -131,6 +131,11 @@ def emit_targets(args: argparse.Namespace,
             outputs[name] = emitted[name]
     if errors:
         raise DiagnosticError(errors)
+    warnings = [w for name in targets for w in size_warnings(plugins.targets.get(name), outputs[name])]
+    if warnings:
+        from mlprism._internal.cli import print_diagnostics
+
+        print_diagnostics(warnings)
     return names, outputs
 
 
