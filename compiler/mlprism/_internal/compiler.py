@@ -90,8 +90,9 @@ class Shared:
 
     Pass the same object to :func:`load_pipeline` for each compilation (a sweep's combinations);
     each result is the same as without it. Shared: the loaded spec (read and parsed once), the
-    composition when a later one only sets other values of the same keys (see
-    :func:`compose.compose_variant`), what the source maps say of each key, the step graph when
+    composition by Hydra when a later one only sets other values of the same keys (see
+    :func:`compose.compose_variant`), what the source maps say of each key, the keys of a spec
+    composed without Hydra and their locations (see :meth:`collect_locations`), the step graph when
     the steps' names, files and `needs` are the same, and the input checks when every path they
     look at is the same (the file system is looked at once). Not for specs edited in between.
     """
@@ -102,6 +103,20 @@ class Shared:
         self.location_memos: list[tuple[list[Any], dict[str, Location | None]]] = []
         self.graph: tuple[Any, tuple[str, ...], tuple[Any, ...]] | None = None
         self.inputs_ok: Any = None
+        self.key_locations: _KeyLocations | None = None
+
+    def reusable(self) -> Shared:
+        """A new Shared with what holds as long as the spec's bytes are the same: the loaded spec, what its
+        source map says of each key, the step graph (a function of the steps' names, files and needs).
+        Not a composition by Hydra (it reads config groups) nor the input checks (the file system)."""
+        kept = Shared()
+        kept.loaded = dict(self.loaded)
+        own = [loaded.source_map for loaded in self.loaded.values()]
+        kept.location_memos = [(maps, memo) for maps, memo in self.location_memos
+                               if all(any(m is o for o in own) for m in maps)]
+        kept.graph = self.graph
+        kept.key_locations = self.key_locations
+        return kept
 
     def load(self, spec_path: Path, display: str) -> Loaded:
         key = (spec_path, display)
@@ -120,7 +135,7 @@ class Shared:
                 if variant is not None:
                     return variant
         composed = compose(spec_path, list(overrides), search, display=display, loaded=loaded)
-        if composed.overrides and not composed.warnings:
+        if composed.by_hydra and composed.overrides and not composed.warnings:
             self.composed = (composed, _check_overrides(composed.overrides), list(search), loaded)
         return composed
 
@@ -131,6 +146,34 @@ class Shared:
         memo = {}
         self.location_memos.append((maps, memo))
         return memo
+
+    def collect_locations(self, composed: Composed) -> dict[str, Location]:
+        """``collect_locations(composed.raw, …)``: the locations of the spec's keys.
+
+        A spec composed without Hydra has the loaded spec's keys (``Composed.keys_of``): they are
+        collected once, with their locations without overrides, and each override that sets a
+        scalar only changes the locations of its key and the keys above it (see ``locate``).
+        """
+        memo = self.location_memo(composed.maps)
+        known = self.key_locations
+        loaded = composed.keys_of
+        if (loaded is not None and known is not None and known.loaded is loaded
+                and len(known.maps) == len(composed.maps) and all(a is b for a, b in zip(known.maps, composed.maps, strict=True))):
+            derived = known.with_overrides(composed.overrides, memo)
+            if derived is not None:
+                return derived
+        asked: list[list[str]] = []
+        one_map = not composed.overrides and len(composed.maps) == 1     # locate_many's path for that, no memo
+
+        def locate_many(dotteds: list[str]) -> dict[str, Location]:
+            asked.append(dotteds)
+            return composed.locate_many(dotteds, None if one_map else memo)
+
+        locations = collect_locations(composed.raw, composed.locate, locate_many=locate_many)
+        if loaded is not None and asked:
+            self.key_locations = _KeyLocations(loaded, list(composed.maps), asked[0],
+                                               None if composed.overrides else dict(locations))
+        return locations
 
     def build_graph(self, pipeline: Pipeline) -> Pipeline:
         """graph_stage.build: it reads the steps' names (in order), outputs, metrics, inputs and needs only."""
@@ -151,6 +194,40 @@ class Shared:
         if not diags:
             self.inputs_ok = key
         return diags
+
+
+@dataclass
+class _KeyLocations:
+    """The keys `collect_locations` found in a spec composed without Hydra, and their locations without overrides."""
+
+    loaded: Loaded
+    maps: list[Any]
+    dotteds: list[str]
+    plain: dict[str, Location] | None              # without overrides: worked out when first needed
+    known: set[str] = field(default_factory=set)
+
+    def with_overrides(self, overrides: Sequence[str], memo: dict[str, Location | None]) -> dict[str, Location] | None:
+        """The locations with these overrides (each sets an existing scalar: nothing lies below its key), or
+        None where an override would give a location to a key that has none (it would come in another order)."""
+        from mlprism._internal.compose import locate_many, override_key
+
+        if self.plain is None:
+            self.plain = locate_many(self.dotteds, (), self.maps, memo)
+        if not self.known:
+            self.known = set(self.dotteds)
+        out = dict(self.plain)
+        for ov in overrides:                # locate's rule: the last override that sets the key or one below it
+            if "=" not in ov:
+                return None
+            loc = Location(override=ov)
+            probe = override_key(ov)
+            while probe:
+                if probe in self.known:
+                    if probe not in out:
+                        return None
+                    out[probe] = loc
+                probe = probe.rpartition(".")[0]
+        return out
 
 
 def _paths_checked(pipeline: Pipeline) -> Any:
@@ -210,9 +287,7 @@ def load_pipeline(spec: str | os.PathLike[str], overrides: Sequence[str] = (), *
     clock.lap("validate")
     # 4. lower
     if shared:
-        memo = shared.location_memo(composed.maps)
-        locations = collect_locations(composed.raw, composed.locate,
-                                      locate_many=lambda dotteds: composed.locate_many(dotteds, memo))
+        locations = shared.collect_locations(composed)
     else:
         locations = collect_locations(composed.raw, composed.locate, locate_many=composed.locate_many)
     pipeline = lower(config, composed.raw, spec_file=spec_path.name, overrides=tuple(overrides),

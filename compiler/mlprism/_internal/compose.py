@@ -18,6 +18,10 @@ on a spec with a thousand steps. So:
   merges by key path, so an untouched subtree comes out exactly as it went in.
   When the set of keys that may change cannot be known (packages set with
   ``@``, nested defaults, non-file search paths), nothing is collapsed.
+* Overrides that only set existing scalars of a spec without config groups
+  (``params.lr=0.1``: what a sweep's combinations are) are applied to the
+  loaded spec directly, as Hydra would apply them, without importing Hydra
+  (see :func:`set_existing_values`; anything else still goes through Hydra).
 * Interpolations are resolved only where ``${`` occurs. A plain absolute
   reference (``${params.lr}``, ``${data.raw.path}``) is resolved here, with
   OmegaConf's rules (a lone reference keeps its type; inside text it is
@@ -28,7 +32,9 @@ on a spec with a thousand steps. So:
 from __future__ import annotations
 
 import copy
+import functools
 import re
+import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -62,6 +68,10 @@ class Composed:
     maps: list[SourceMap] = field(default_factory=list)   # in lookup order (highest precedence first)
     collapsed: int = 0                     # subtrees handed to Hydra as placeholders (for tests/benchmarks)
     warnings: list[Diagnostic] = field(default_factory=list)   # what Hydra warned about, as diagnostics
+    by_hydra: bool = False                 # composed by Hydra (not the identity, nor set_existing_values)
+    #: the loaded spec whose keys `raw` has, each holding a container or not as there (less `defaults`), when
+    #: composed without Hydra; its overrides, if any, each set one existing scalar (see set_existing_values)
+    keys_of: Loaded | None = None
 
     def locate(self, dotted: str, prefer: str = "auto") -> Location | None:
         """Where `dotted` comes from: an override, else its position (`prefer`: "auto", "key", "value")."""
@@ -443,6 +453,25 @@ def _loaded_strings_with_interp(loaded: Loaded) -> list[tuple[KeyPath, str]]:
     return _strings_with_interp(loaded.data)
 
 
+_CHECKED: tuple[Any, list[tuple[KeyPath, str]]] = (None, [])      # (a Loaded, its _checked_strings)
+
+
+def _checked_strings(loaded: Loaded) -> list[tuple[KeyPath, str]]:
+    """``_loaded_strings_with_interp(loaded)``, after ``check_interpolation_syntax`` of them (raises its
+    diagnostics). The answer for the last spec asked about is kept: a sweep composes one loaded spec once
+    per combination, and no stage changes a loaded spec. Callers do not change the list."""
+    global _CHECKED
+    checked = _CHECKED                   # one read: another thread may replace it
+    if checked[0] is loaded:
+        return checked[1]
+    strings = _loaded_strings_with_interp(loaded)
+    bad = check_interpolation_syntax(loaded.data, loaded.source_map.lookup, strings)
+    if bad:
+        raise DiagnosticError(bad)
+    _CHECKED = (loaded, strings)
+    return strings
+
+
 def _is_simple(text: str) -> bool:
     """Only plain absolute references, no escapes: safe to resolve without OmegaConf's parser."""
     if "\\" in text:
@@ -750,15 +779,14 @@ def compose(spec_path: Path, overrides: Sequence[str] = (), search_paths: Sequen
     if spec_path.suffix != ".yaml":
         raise DiagnosticError([Diagnostic("MLP102", f"{display}: a spec file name must end in `.yaml`", None,
                                           f"rename it to `{spec_path.stem}.yaml`")])
-    parsed = _check_overrides(overrides) if overrides else []
+    # overrides of the simple kind parse (see simple_overrides): Hydra's parser would accept them
+    simple = simple_overrides(overrides) if overrides and not force_hydra else None
+    parsed = _check_overrides(overrides) if overrides and simple is None else []
     _check_defaults_and_hydra(loaded)
-    strings = _loaded_strings_with_interp(loaded)
-    bad = check_interpolation_syntax(loaded.data, loaded.source_map.lookup, strings)
-    if bad:
-        raise DiagnosticError(bad)
+    strings = _checked_strings(loaded)
     if not force_hydra and nothing_to_compose(loaded.data, overrides):
         raw = {k: v for k, v in loaded.data.items() if k != "defaults"}   # loaded.data is this compile's own
-        composed = Composed({}, raw, spec_path, (), {}, [loaded.source_map])
+        composed = Composed({}, raw, spec_path, (), {}, [loaded.source_map], keys_of=loaded)
         composed.config = resolve(raw, composed.locate, [(p, t) for p, t in strings if p[0] != "defaults"])
         return composed
     spec_dir = spec_path.parent
@@ -766,6 +794,12 @@ def compose(spec_path: Path, overrides: Sequence[str] = (), search_paths: Sequen
     searchpath = [*([f"file://{conf}"] if conf.is_dir() else []), *search_paths]
     file_dirs = [spec_dir, *(Path(p.removeprefix("file://")) for p in searchpath if p.startswith("file://"))]
     other_paths = any(not p.startswith("file://") for p in searchpath)
+    if simple is not None:
+        direct = set_existing_values(spec_path, loaded, overrides, simple, strings,
+                                     file_dirs if not other_paths else None)
+        if direct is not None:
+            return direct
+        parsed = _check_overrides(overrides)
     scan = _scan(loaded.data, parsed, file_dirs, other_paths, spec_dir)
     skeleton, collapsed = _collapse(loaded.data, scan.touched, scan.exact)
     hydra_warnings: list[Diagnostic] = []
@@ -780,12 +814,155 @@ def compose(spec_path: Path, overrides: Sequence[str] = (), search_paths: Sequen
         raw = OmegaConf.to_container(cfg, resolve=False)
         collapsed = {}
     maps = _group_maps(choices, searchpath, spec_path, loaded, scan)
-    composed = Composed({}, raw, spec_path, tuple(overrides), choices, maps, len(collapsed), hydra_warnings)
+    composed = Composed({}, raw, spec_path, tuple(overrides), choices, maps, len(collapsed), hydra_warnings, True)
     composed.config = resolve(raw, composed.locate)
     return composed
 
 
 _SCALAR = (bool, int, float, str)
+
+# -- overrides that set existing values: without Hydra ---------------------------------------------
+#
+# Hydra's override grammar (hydra/grammar/Override{Lexer,Parser}.g4), the part `simple_overrides`
+# reads: a key of identifiers joined by dots, `=`, then one value token — INT, FLOAT, BOOL, ID or a
+# quoted string without backslashes — or an unquoted run of identifier characters, digits and
+# `-/.+%*@?|:`, which the lexer splits into several tokens and the parser joins back into that text.
+_INT_UNSIGNED = r"(?:0|[1-9](?:_?[0-9])*)"
+_DIGITS = r"[0-9](?:_?[0-9])*"
+_POINT_FLOAT = rf"(?:{_INT_UNSIGNED}\.|(?:{_INT_UNSIGNED})?\.{_DIGITS})"
+_EXPONENT_FLOAT = rf"(?:(?:{_INT_UNSIGNED}|{_POINT_FLOAT})[eE][+-]?{_DIGITS})"
+_IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_-]*"
+
+
+@functools.cache
+def _override_grammar() -> Any:
+    """The patterns of :func:`simple_override`, compiled at first use (~2 ms: not on every start-up)."""
+    tokens: tuple[tuple[re.Pattern[str], Callable[[str], Any] | None], ...] = (   # the lexer's order breaks ties
+        (re.compile(rf"[+-]?(?:{_POINT_FLOAT}|{_EXPONENT_FLOAT}|[Ii][Nn][Ff]|[Nn][Aa][Nn])"), float),   # FLOAT
+        (re.compile(rf"[+-]?{_INT_UNSIGNED}"), int),                                                     # INT
+        (re.compile(r"[Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]"), lambda text: text.lower() == "true"),     # BOOL
+        (re.compile(r"[Nn][Uu][Ll][Ll]"), None),                                                          # NULL
+        (re.compile(r"[/\-+.%*@?|:]"), None),        # one UNQUOTED_CHAR or COLON: left to Hydra's parser
+        (re.compile(_IDENTIFIER), str),                                                                   # ID
+    )
+    return (tokens,
+            re.compile(r"[A-Za-z0-9_/\-+.%*@?|:]+"),         # several tokens the `primitive` rule joins as they are
+            re.compile(r"'[^'\\$]*'|\"[^\"\\$]*\""),         # quoted: no escapes, nothing to interpolate
+            re.compile(rf"{_IDENTIFIER}(?:\.{_IDENTIFIER})*"),   # a key: ID or DOT_PATH
+            re.compile(_IDENTIFIER))
+
+
+def simple_override(override: str) -> tuple[str, Any] | None:
+    """`(key, value)` of `KEY=VALUE` exactly as Hydra's parser reads it, for the plain forms only
+    (no `+`/`~`/`@`, no lists, dicts, sweeps, functions, escapes, spaces or interpolations); else None.
+
+    Each form is one Hydra gives a known Python value: ``alpha=1`` 1, ``lr=1e-3`` 0.001, ``on=TRUE``
+    True, ``opt=adam`` and ``path=data/x.csv`` and ``v='0.3'`` strings (``hydra_value`` writes the
+    values of a sweep so). ``tests/unit/test_sweep_compile.py`` checks it against Hydra's parser.
+    """
+    tokens, unquoted, quoted, dotted_key, _ = _override_grammar()
+    key, eq, text = override.partition("=")
+    if not eq or not dotted_key.fullmatch(key) or key == "hydra" or key.startswith("hydra."):
+        return None
+    if quoted.fullmatch(text):
+        return key, text[1:-1]
+    for pattern, convert in tokens:
+        if pattern.fullmatch(text):            # one token: typed (the lexer takes the longest match)
+            return (key, convert(text)) if convert is not None else None
+    if unquoted.fullmatch(text):               # several tokens: the parser joins their texts
+        return key, text
+    return None
+
+
+def simple_overrides(overrides: Sequence[str]) -> list[tuple[str, Any]] | None:
+    """:func:`simple_override` of each, or None if one is not simple."""
+    out = []
+    for ov in overrides:
+        pair = simple_override(ov)
+        if pair is None:
+            return None
+        out.append(pair)
+    return out
+
+
+def _plain_for_omegaconf(value: Any) -> bool:
+    """True for what OmegaConf gives back from ``to_container(resolve=False)`` as it was given: dicts with
+    identifiers as keys, lists, strings (not `???`, OmegaConf's missing value; `${`: only plain references), numbers,
+    booleans and None."""
+    if isinstance(value, dict):
+        plain_key = _override_grammar()[4]
+        return all(type(k) is str and plain_key.fullmatch(k) and _plain_for_omegaconf(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_plain_for_omegaconf(v) for v in value)
+    if type(value) is str:
+        return value != _MISSING and ("${" not in value or _is_simple(value))
+    return value is None or type(value) in (bool, int, float)
+
+
+def _could_be_a_group(key: str, file_dirs: Sequence[Path]) -> bool:
+    """Whether Hydra could read `key` as a config group: a directory of that name in a search path, or
+    a group of Hydra's ConfigStore (only if Hydra is imported: nothing else fills it)."""
+    names = (key, key.replace(".", "/"))
+    if any((d / name).exists() for d in file_dirs for name in names):
+        return True
+    store = sys.modules.get("hydra.core.config_store")
+    if store is None:
+        return False
+    for name in names:
+        node: Any = store.ConfigStore.instance().repo
+        for part in name.split("/"):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is not None:
+            return True
+    return False
+
+
+def set_existing_values(spec_path: Path, loaded: Loaded, overrides: Sequence[str], pairs: Sequence[tuple[str, Any]],
+                        strings: list[tuple[KeyPath, str]], file_dirs: Sequence[Path] | None) -> Composed | None:
+    """What :func:`compose` returns through Hydra for overrides that only set existing scalars of a spec
+    without config groups, made without Hydra — or None when that is not certain (compose with Hydra).
+
+    Certain when: the spec has no `defaults`; each override is simple (`pairs`: see
+    :func:`simple_overrides`), sets a scalar to a scalar (not None), through mappings only, and no
+    other override sets the same key, one above or one below it; no config group could be named
+    like the key (`file_dirs`: every search path's directory; None when one is not a directory);
+    no string of the spec calls a resolver (importing Hydra registers some: `now`, `hydra`).
+    Hydra then composes the spec as it is and applies each override with ``OmegaConf.update``: an
+    AnyNode (the spec reaches Hydra as a plain dict) holds the parser's value as it is. What passes
+    through OmegaConf on the way (see :func:`_collapse`: the top-level values, and those on the way
+    to each key) must come back from ``to_container`` unchanged: plain values only.
+    """
+    data = loaded.data
+    if file_dirs is None or "defaults" in data or any(":" in text and not _is_simple(text) for _, text in strings):
+        return None
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys) or any(a.startswith(b + ".") for a in keys for b in keys):
+        return None
+    changes: list[tuple[KeyPath, Any]] = []
+    for key, value in pairs:
+        if type(value) not in _SCALAR or _could_be_a_group(key, file_dirs):
+            return None
+        path = tuple(key.split("."))
+        node: Any = data
+        for part in path[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or type(node.get(path[-1])) not in _SCALAR:
+            return None
+        changes.append((path, value))
+    touched = {("defaults",), ("hydra",), *(path for path, _ in changes)}
+    skeleton, _ = _collapse(data, touched, True)
+    if not _plain_for_omegaconf(skeleton):
+        return None
+    raw = dict(data)                                   # loaded.data is the spec's for every compile: copied
+    for path, value in changes:
+        node = raw
+        for part in path[:-1]:
+            node[part] = node = dict(node[part])        # copy the path
+        node[path[-1]] = value
+    changed = {path for path, _ in changes}
+    composed = Composed({}, raw, spec_path, tuple(overrides), {}, [loaded.source_map], keys_of=loaded)
+    composed.config = resolve(raw, composed.locate, [(p, t) for p, t in strings if p not in changed])
+    return composed
 
 
 def _changed_values(ref: Composed, ref_parsed: Sequence[Any], overrides: Sequence[str],

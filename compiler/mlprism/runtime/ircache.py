@@ -22,6 +22,7 @@ from __future__ import annotations
 import copyreg
 import dataclasses
 import gc
+import itertools
 import json
 import operator
 import os
@@ -240,28 +241,27 @@ class _Loader:
         return self._files[0][1] if self._files_read and self._files else None
 
     def _reuse_loaded(self) -> None:
-        """The spec as the last compilation in this process loaded it, if its bytes have not changed since.
+        """What the last compilation in this process kept of the spec (``Shared.reusable``: the loaded spec,
+        its source map's answers, the step graph), if the spec's bytes have not changed since.
 
         A sweep compiles the spec (``mlprism run``'s first load) and then each combination: the
         loaded spec is a function of its bytes and display name, and no stage changes it.
         """
         digest = self._spec_hash()
-        for (spec_path, display), (known, loaded) in _LOADED.items():
-            if digest is not None and known == digest and spec_path == self.spec_path:
-                self._shared.loaded[(spec_path, display)] = loaded
+        kept = _LOADED.get(self.spec_path)
+        if digest is not None and kept is not None and kept[0] == digest:
+            self._shared = kept[1].reusable()
 
     def _keep_loaded(self) -> None:
         digest = self._spec_hash()
-        if digest is None:
+        if digest is None or not any(spec_path == self.spec_path for spec_path, _ in self._shared.loaded):
             return
-        for (spec_path, display), loaded in self._shared.loaded.items():
-            if spec_path == self.spec_path:
-                _LOADED.clear()
-                _LOADED[(spec_path, display)] = (digest, loaded)
+        _LOADED.clear()
+        _LOADED[self.spec_path] = (digest, self._shared.reusable())
 
 
-#: the last spec loaded to compile, with the hash of its bytes (see _Loader._reuse_loaded)
-_LOADED: dict[tuple[Path, str], tuple[str, Any]] = {}
+#: what the last compilation kept of its spec, with the hash of the spec's bytes (see _Loader._reuse_loaded)
+_LOADED: dict[Path, tuple[str, Any]] = {}
 
 
 def _file_parts(spec_path: Path) -> list[Any] | None:
@@ -420,28 +420,61 @@ def _shared_parts(pipelines: list[Pipeline]) -> list[Pipeline]:
     """Equal pipelines where the parts equal to the first one's are the first one's objects.
 
     Pickled together, each shared part is then written (and loaded) once. Steps, frozen dataclass
-    values and locations are shared; each pipeline keeps its own dicts.
+    values and locations are shared; each pipeline keeps its own dicts. A sweep's combinations
+    mostly hold the same objects already (compiled with one ``compiler.Shared``): those are told
+    apart by identity, in bulk, and only the others compared.
     """
     if len(pipelines) < 2:
         return pipelines
     first = pipelines[0]
     steps = {s.name: s for s in first.steps}
+    names = [s.name for s in first.steps]
     locations = first.locations
-    keys = {k: k for k in locations}
+    location_keys = list(locations)
+    location_values = list(locations.values())
+    keys: dict[str, str] | None = None
     out = [first]
     for p in pipelines[1:]:
         changes: dict[str, Any] = {}
-        shared_steps = tuple(b if (b := steps.get(s.name)) is not None and b == s else s for s in p.steps)
-        if any(a is not b for a, b in zip(shared_steps, p.steps, strict=True)):
-            changes["steps"] = shared_steps
-        changes["locations"] = {keys.get(k, k): (b if (b := locations.get(k)) == loc else loc)
-                                for k, loc in p.locations.items()}
+        if len(p.steps) == len(names) and all(map(operator.eq, names, (s.name for s in p.steps))):
+            shared_list = _shared_items(first.steps, p.steps)       # the same names in the same order
+            if shared_list is not None:
+                changes["steps"] = tuple(shared_list)
+        else:
+            shared_steps = tuple(b if (b := steps.get(s.name)) is s or (b is not None and b == s) else s
+                                 for s in p.steps)
+            if any(a is not b for a, b in zip(shared_steps, p.steps, strict=True)):
+                changes["steps"] = shared_steps
+        if len(p.locations) == len(location_keys) and all(map(operator.is_, location_keys, p.locations)):
+            values = _shared_items(location_values, list(p.locations.values()))   # the same keys, in order
+            if values is not None:
+                changes["locations"] = dict(zip(location_keys, values, strict=True))
+        else:
+            if keys is None:
+                keys = {k: k for k in locations}
+            changes["locations"] = {keys.get(k, k): (b if (b := locations.get(k)) is loc or b == loc else loc)
+                                    for k, loc in p.locations.items()}
         for f in ("edges", "data", "environment", "sweep", "registry", "deploy", "monitor", "triggers", "tracking"):
             a, b = getattr(p, f), getattr(first, f)
             if a is not b and a == b:
                 changes[f] = b
-        shared = dataclasses.replace(p, **changes)
-        out.append(shared if shared == p else p)
+        # each part replaced is equal to the one it replaces: so is the pipeline
+        out.append(dataclasses.replace(p, **changes) if changes else p)
+    return out
+
+
+def _shared_items(firsts: Sequence[Any], others: Sequence[Any]) -> list[Any] | None:
+    """`others` (as long as `firsts`) with each item equal to the one of `firsts` at its place replaced by
+    that one, or None when that changes nothing (every item the same object or unequal)."""
+    same = list(map(operator.is_, firsts, others))
+    if all(same):
+        return None
+    out: list[Any] | None = None
+    for i in itertools.compress(range(len(same)), map(operator.not_, same)):
+        if firsts[i] == others[i]:
+            if out is None:
+                out = list(others)
+            out[i] = firsts[i]
     return out
 
 
