@@ -148,7 +148,8 @@ def size_warnings(target: Target, files: Mapping[str, str | bytes | GeneratedFil
             content = files[path]
             raw = content.content if isinstance(content, GeneratedFile) else content
             if len(raw) * (1 if isinstance(raw, bytes) else 4) > limit:     # UTF-8: at most 4 bytes a character
-                size = len(raw if isinstance(raw, bytes) else raw.encode("utf-8"))
+                # an ASCII str is its UTF-8 length (isascii is O(1)): no copy of a file of tens of MB
+                size = len(raw) if isinstance(raw, bytes) or raw.isascii() else len(raw.encode("utf-8"))
                 if size > limit:
                     warnings.append(Diagnostic(
                         "MLP305", f"target `{target.name}`: `{path}` is {_size_text(size)} "
