@@ -40,7 +40,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from mlprism._internal.load import Loaded, SourceMap, load_file, load_text, without_gc
 from mlprism._internal.overrides import hydra_quote
@@ -837,8 +837,16 @@ _EXPONENT_FLOAT = rf"(?:(?:{_INT_UNSIGNED}|{_POINT_FLOAT})[eE][+-]?{_DIGITS})"
 _IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_-]*"
 
 
+class _Grammar(NamedTuple):
+    tokens: tuple[tuple[re.Pattern[str], Callable[[str], Any] | None], ...]   # one token each, typed
+    unquoted: re.Pattern[str]           # several tokens the `primitive` rule joins as they are
+    quoted: re.Pattern[str]             # quoted: no escapes, nothing to interpolate
+    key: re.Pattern[str]                # a key: ID or DOT_PATH
+    identifier: re.Pattern[str]         # ID
+
+
 @functools.cache
-def _override_grammar() -> Any:
+def _override_grammar() -> _Grammar:
     """The patterns of :func:`simple_override`, compiled at first use (~2 ms: not on every start-up)."""
     tokens: tuple[tuple[re.Pattern[str], Callable[[str], Any] | None], ...] = (   # the lexer's order breaks ties
         (re.compile(rf"[+-]?(?:{_POINT_FLOAT}|{_EXPONENT_FLOAT}|[Ii][Nn][Ff]|[Nn][Aa][Nn])"), float),   # FLOAT
@@ -848,11 +856,8 @@ def _override_grammar() -> Any:
         (re.compile(r"[/\-+.%*@?|:]"), None),        # one UNQUOTED_CHAR or COLON: left to Hydra's parser
         (re.compile(_IDENTIFIER), str),                                                                   # ID
     )
-    return (tokens,
-            re.compile(r"[A-Za-z0-9_/\-+.%*@?|:]+"),         # several tokens the `primitive` rule joins as they are
-            re.compile(r"'[^'\\$]*'|\"[^\"\\$]*\""),         # quoted: no escapes, nothing to interpolate
-            re.compile(rf"{_IDENTIFIER}(?:\.{_IDENTIFIER})*"),   # a key: ID or DOT_PATH
-            re.compile(_IDENTIFIER))
+    return _Grammar(tokens, re.compile(r"[A-Za-z0-9_/\-+.%*@?|:]+"), re.compile(r"'[^'\\$]*'|\"[^\"\\$]*\""),
+                    re.compile(rf"{_IDENTIFIER}(?:\.{_IDENTIFIER})*"), re.compile(_IDENTIFIER))
 
 
 def simple_override(override: str) -> tuple[str, Any] | None:
@@ -863,7 +868,8 @@ def simple_override(override: str) -> tuple[str, Any] | None:
     True, ``opt=adam`` and ``path=data/x.csv`` and ``v='0.3'`` strings (``hydra_value`` writes the
     values of a sweep so). ``tests/unit/test_sweep_compile.py`` checks it against Hydra's parser.
     """
-    tokens, unquoted, quoted, dotted_key, _ = _override_grammar()
+    grammar = _override_grammar()
+    tokens, unquoted, quoted, dotted_key = grammar.tokens, grammar.unquoted, grammar.quoted, grammar.key
     key, eq, text = override.partition("=")
     if not eq or not dotted_key.fullmatch(key) or key == "hydra" or key.startswith("hydra."):
         return None
@@ -893,7 +899,7 @@ def _plain_for_omegaconf(value: Any) -> bool:
     identifiers as keys, lists, strings (not `???`, OmegaConf's missing value; `${`: only plain references), numbers,
     booleans and None."""
     if isinstance(value, dict):
-        plain_key = _override_grammar()[4]
+        plain_key = _override_grammar().identifier
         return all(type(k) is str and plain_key.fullmatch(k) and _plain_for_omegaconf(v) for k, v in value.items())
     if isinstance(value, list):
         return all(_plain_for_omegaconf(v) for v in value)
