@@ -37,6 +37,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from mlprism._internal.compose import override_key
 from mlprism._internal.overrides import hydra_value
 from mlprism.diagnostics import Diagnostic, DiagnosticError, Location
 from mlprism.ir import Pipeline
@@ -96,13 +97,9 @@ def _cli_dims(swept: tuple[str, ...]) -> list[Dim]:
     return dims
 
 
-def _key_of(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~").split("@", 1)[0]
-
-
 def sweep_grid(pipeline: Pipeline, options: RunOptions) -> list[list[str]]:
     """Every combination as a list of overrides, in row-major order of the dimensions."""
-    fixed = {_key_of(o) for o in pipeline.overrides}
+    fixed = {override_key(o) for o in pipeline.overrides}
     dims: dict[str, list[str]] = {}
     if pipeline.sweep and not options.no_sweep:
         for name, values in pipeline.sweep.params.items():
