@@ -147,12 +147,11 @@ def size_warnings(target: Target, files: Mapping[str, str | bytes | GeneratedFil
                 continue
             content = files[path]
             raw = content.content if isinstance(content, GeneratedFile) else content
-            if len(raw) * (1 if isinstance(raw, bytes) else 4) > limit:     # UTF-8: at most 4 bytes a character
-                # an ASCII str is its UTF-8 length (isascii is O(1)): no copy of a file of tens of MB
-                size = len(raw) if isinstance(raw, bytes) or raw.isascii() else len(raw.encode("utf-8"))
-                if size > limit:
-                    warnings.append(Diagnostic(
-                        "MLP305", f"target `{target.name}`: `{path}` is {_size_text(size)} "
-                        f"(at most {_size_text(limit)}): {why}", None, hint, Severity.WARNING))
+            # an ASCII str is its UTF-8 length (isascii is O(1)): no copy of a file of tens of MB
+            size = len(raw) if isinstance(raw, bytes) or raw.isascii() else len(raw.encode("utf-8"))
+            if size > limit:
+                warnings.append(Diagnostic(
+                    "MLP305", f"target `{target.name}`: `{path}` is {_size_text(size)} "
+                    f"(at most {_size_text(limit)}): {why}", None, hint, Severity.WARNING))
             break
     return warnings
