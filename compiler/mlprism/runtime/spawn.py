@@ -1,11 +1,11 @@
-"""Starting a step's shell with ``posix_spawn``: what ``subprocess.Popen`` does, for a third of its CPU.
+"""Starting a step's shell with ``posix_spawn``: what ``subprocess.Popen`` does, with less of the runner's CPU.
 
 A cold run starts one ``/bin/sh`` per step, and ``Popen``'s Python-side work (handles,
-an error pipe read back after ``exec``, the bookkeeping of a general-purpose class) cost
-the runner ~0.15 ms of CPU per step on top of the ``vfork``/``exec`` itself
-(docs/performance.md, seventh round). ``os.posix_spawn`` (glibc: ``clone`` with
-``CLONE_VM | CLONE_VFORK``) does the same start from C. What Popen would have done
-is kept:
+an error pipe read back after ``exec``, the bookkeeping of a general-purpose class) is
+done in the runner's thread for each one. ``os.posix_spawn`` (glibc: ``clone`` with
+``CLONE_VM | CLONE_VFORK``) does the same start from C: 80-100 µs less of the runner
+thread's CPU a step, too little to show in a whole run's time on the project's machine
+(docs/performance.md, seventh round). What Popen would have done is kept:
 
 - a new session (``setsid``), so a timeout or a stop kills the step's whole process group;
 - the signals Python ignores at start-up (``SIGPIPE``, ``SIGXFSZ``) back to their default
