@@ -13,7 +13,9 @@ dependency order, independent steps in parallel up to ``-j``. For each step:
 
 Then the lock file is written and, when ``registry.register_after`` ran and every
 gate held, the model is registered. The scheduling loop runs in the calling
-thread; processes are launched from worker threads through a :class:`Launcher`.
+thread. It starts a plain local step itself (``posix_spawn``, no timeout, no
+retries, output not masked) and polls its pidfd, finishing it in the same thread;
+other steps run in worker threads through a :class:`Launcher`.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 from mlprism.diagnostics import Diagnostic, DiagnosticError, did_you_mean
 from mlprism.ir import Pipeline, Step
@@ -97,6 +99,7 @@ __all__ = [
 ]
 
 STATE_DIR = ".mlprism"
+_T = TypeVar("_T")
 OK_STATUSES = frozenset({"succeeded", "cached", "restored"})
 RETRY_BACKOFF = 1.0                  # seconds before the first retry (env MLPRISM_RETRY_BACKOFF overrides)
 RETRY_BACKOFF_MAX = 300.0
@@ -170,6 +173,14 @@ def _wait(proc: subprocess.Popen[bytes] | SpawnedProcess, timeout: float | None)
     finally:
         os.close(fd)
     return proc.wait()
+
+
+class Started(NamedTuple):
+    """A command :meth:`LocalLauncher.start` started: its process and its open log."""
+
+    proc: SpawnedProcess
+    log: int
+    log_file: str
 
 
 _POLL_MAX_MS = 1 << 30                          # poll() takes an int of milliseconds (~12 days a look)
@@ -291,32 +302,80 @@ class LocalLauncher:
             src.close()
             os.close(dst)
 
-    def run(self, command: str, *, cwd: Path, env: dict[str, str], log_path: Path,
-            timeout: float | None) -> int:
+    def _open_log(self, log_path: Path) -> tuple[int, str]:
+        """The step's log opened for appending (a spare renamed into place when there is one), and its path."""
         log_file = os.fspath(log_path)
         if self._spares:
             self._take_log(log_file)
-        log = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o666)
+        return os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o666), log_file
+
+    def can_start(self, cwd: Path) -> bool:
+        """Whether :meth:`start` can start commands in ``cwd``."""
+        return not self.redact_values and self._spawn and self._spawns_in(os.fspath(cwd))
+
+    def start(self, command: str, *, cwd: Path, env: dict[str, str], log_path: Path) -> Started | None:
+        """Start a command without waiting for it, or None when this launcher cannot (see :meth:`run`).
+
+        Only what ``posix_spawn`` starts is started this way: a step in this process's directory
+        whose output is not masked. The caller waits for ``started.proc`` (it may poll a pidfd
+        of it) and then calls :meth:`end`, which reaps it if nobody has.
+        """
+        if not self.can_start(cwd):
+            return None
+        log, log_file = self._open_log(log_path)
+        started = time.time()
+        assert self._devnull is not None
+        try:
+            proc = spawn_shell(command, env=env, stdin=self._devnull, output=log)
+        except NotImplementedError:                 # no setsid for posix_spawn here: Popen from now on
+            self._spawn = False
+            os.close(log)
+            return None
+        except BaseException:
+            os.close(log)
+            raise
+        self._note(proc.pid, started)
+        with self._lock:
+            self._procs[proc.pid] = proc
+        return Started(proc, log, log_file)
+
+    def end(self, started: Started) -> int | None:
+        """Let go of a command :meth:`start` started: its exit code, reaped, or None if it still runs."""
+        proc = started.proc
+        try:
+            return proc.poll()
+        finally:
+            with self._lock:
+                self._procs.pop(proc.pid, None)
+            try:
+                if proc.returncode is not None:
+                    self._recycle_log(started.log, started.log_file, proc.pid)
+            finally:
+                os.close(started.log)
+
+    def run(self, command: str, *, cwd: Path, env: dict[str, str], log_path: Path,
+            timeout: float | None) -> int:
+        started = self.start(command, cwd=cwd, env=env, log_path=log_path)
+        if started is not None:
+            try:
+                return _wait(started.proc, timeout)
+            except subprocess.TimeoutExpired:
+                _stop_group(started.proc, self.kill_grace)
+                raise StepTimeout(f"timed out after {timeout:g}s") from None
+            finally:
+                self.end(started)
+        log, log_file = self._open_log(log_path)
         try:
             piped = bool(self.redact_values)
-            started = time.time()
-            proc: subprocess.Popen[bytes] | SpawnedProcess | None = None
-            if not piped and self._spawn and self._spawns_in(os.fspath(cwd)):
-                assert self._devnull is not None
-                try:
-                    proc = spawn_shell(command, env=env, stdin=self._devnull, output=log)
-                except NotImplementedError:                 # no setsid for posix_spawn here
-                    self._spawn = False
-            if proc is None:
-                proc = subprocess.Popen(["/bin/sh", "-c", command], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.PIPE if piped else log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
-            self._note(proc.pid, started)
+            started_at = time.time()
+            proc = subprocess.Popen(["/bin/sh", "-c", command], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE if piped else log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+            self._note(proc.pid, started_at)
             with self._lock:
                 self._procs[proc.pid] = proc
             pump = None
             if piped:
-                assert isinstance(proc, subprocess.Popen)
                 # its own descriptor: a step's background process may keep the pipe open after this returns
                 pump = threading.Thread(target=self._pump, args=(proc.stdout, os.dup(log)), daemon=True)
                 pump.start()
@@ -765,9 +824,61 @@ class Slots:
         try:
             yield
         finally:
-            with self._cond:
-                self._free += weight
-                self._cond.notify_all()
+            self.give(weight)
+
+    def try_take(self, weight: int) -> int | None:
+        """Take ``weight`` slots if they are free now: the weight taken (give it back), or None."""
+        weight = min(max(1, weight), self.total)
+        with self._cond:
+            if self._free < weight:
+                return None
+            self._free -= weight
+        return weight
+
+    def give(self, weight: int) -> None:
+        with self._cond:
+            self._free += weight
+            self._cond.notify_all()
+
+
+@dataclass(slots=True)
+class _Inline:
+    """A step started from the scheduling loop (:meth:`Run._start`): what its end needs."""
+
+    step: Step
+    decision: Decision
+    started: Started
+    outs: list[str]
+    log_path: Path
+    started_at: float
+    weight: int
+    guard: threading.Lock | None
+
+
+class _Waker:
+    """An eventfd the scheduling loop polls beside its steps' pidfds; worker threads write it with a result.
+
+    Closed when the loop ends: a late ``wake`` (a sweep's leader releasing a follower that stopped)
+    does nothing, instead of writing to a descriptor number that may be reused.
+    """
+
+    def __init__(self) -> None:
+        self.fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        self._lock = threading.Lock()
+
+    def wake(self) -> None:
+        with self._lock:
+            if self.fd >= 0:
+                os.eventfd_write(self.fd, 1)
+
+    def drain(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.eventfd_read(self.fd)
+
+    def close(self) -> None:
+        with self._lock:
+            os.close(self.fd)
+            self.fd = -1
 
 
 class Session:
@@ -1271,8 +1382,22 @@ class Run:
         # a follower's shared steps wait for the leader (parked), then take its result
         follow = share.names if not self.leader else frozenset()
         parked: set[str] = set()
+        launcher = self.s.launcher
+        # steps started from this thread (see _start): their pidfds and the waker, polled together
+        inline_ok = (isinstance(launcher, LocalLauncher) and type(launcher).run is LocalLauncher.run
+                     and hasattr(os, "pidfd_open") and hasattr(os, "eventfd") and launcher.can_start(self.workdir))
+        inline: dict[int, _Inline] = {}
+        waker = _Waker() if inline_ok else None
+        poller = select.poll()
+        post: Callable[[StepResult | str], None] = done_q.put
+        if waker is not None:
+            poller.register(waker.fd, select.POLLIN)
+
+            def post(item: StepResult | str) -> None:
+                done_q.put(item)
+                waker.wake()
         if follow:
-            share.follow(done_q.put)
+            share.follow(post)
 
         def woken(name: str) -> None:
             if name in parked:
@@ -1280,17 +1405,37 @@ class Run:
                 heapq.heappush(ready, (order[name], name))
 
         def submit(name: str, decision: Decision) -> None:
-            def work() -> None:
-                try:
-                    result = self._work(index.steps[name], decision)
-                except DiagnosticError as exc:     # e.g. the container engine refused
-                    d = exc.diagnostics[0]
-                    result = StepResult(name, "failed", decision.fingerprint.digest, code=d.code, error=d.message)
-                except Exception as exc:  # a bug or an I/O error: fail the step, never the runner
-                    result = StepResult(name, "failed", decision.fingerprint.digest, code="MLP001",
-                                        error=f"internal error: {type(exc).__name__}: {exc}")
-                done_q.put(result)
-            pool.submit(work)
+            nonlocal inline_ok
+            if inline_ok:
+                started = _safely(name, decision, lambda: self._start(index.steps[name], decision))
+                if isinstance(started, _Inline):
+                    try:
+                        fd = os.pidfd_open(started.started.proc.pid)
+                    except OSError:                   # no pidfds here (Linux < 5.3): wait for it, then workers
+                        inline_ok = False
+                        post(_safely(name, decision, lambda: self._end(started)))
+                        return
+                    inline[fd] = started
+                    poller.register(fd, select.POLLIN)
+                    return
+                if started is not None:
+                    post(started)
+                    return
+            pool.submit(lambda: post(_safely(name, decision, lambda: self._work(index.steps[name], decision))))
+
+        def collect(item: StepResult | str) -> None:
+            nonlocal running
+            if isinstance(item, str):
+                woken(item)
+            else:
+                running -= 1
+                finish(item)
+
+        def ended(fd: int) -> None:
+            launch = inline.pop(fd)
+            poller.unregister(fd)
+            os.close(fd)
+            collect(_safely(launch.step.name, launch.decision, lambda: self._end(launch)))
 
         def finish(result: StepResult) -> None:
             nonlocal stop, dirty
@@ -1345,24 +1490,33 @@ class Run:
                         self.s.ledger.commit()
                         dirty = False
                         last_commit = time.monotonic()
-                    try:
-                        item = done_q.get(timeout=0.1)
-                    except queue.Empty:
-                        display.tick()
-                        continue
+                    if inline:
+                        events = poller.poll(100)
+                        for fd, _ in events:
+                            if fd in inline:
+                                ended(fd)
+                            else:
+                                waker.drain()             # type: ignore[union-attr]
+                        if not events:
+                            display.tick()
+                            continue
+                    else:
+                        try:
+                            collect(done_q.get(timeout=0.1))
+                        except queue.Empty:
+                            display.tick()
+                            continue
                     while True:
-                        if isinstance(item, str):
-                            woken(item)
-                        else:
-                            running -= 1
-                            finish(item)
                         try:
                             item = done_q.get_nowait()
                         except queue.Empty:
                             break
+                        collect(item)
                     display.tick()
             except BaseException:
                 self.s.terminate()
+                for fd in list(inline):
+                    ended(fd)
                 while running:
                     item = done_q.get()
                     if not isinstance(item, str):
@@ -1370,6 +1524,10 @@ class Run:
                         running -= 1
                 raise
             finally:
+                for fd in inline:
+                    os.close(fd)
+                if waker is not None:
+                    waker.close()
                 if self.leader:
                     for name in sorted(share.names - self.results.keys()):
                         share.finished(name, None)          # release the followers, whatever happened here
@@ -1504,26 +1662,34 @@ class Run:
         fp = decision.fingerprint.digest
         guard = self.s.inflight(fp) if step.cache else contextlib.nullcontext()
         with guard:
-            if step.cache and step.name not in self.forced and self.s.shared:
-                record = self.s.cache.get_record(fp)     # another run of the sweep may have just made it
-                if record is not None:
-                    current = {p: self.s.hasher.digest(self.workdir / p) for p in record.outputs}
-                    bad = [p for p, e in record.outputs.items() if current[p].hash != e.hash]
-                    if all(self.s.cache.can_restore(record.outputs[p]) for p in bad):
-                        if self.lazy and self._defer_outputs(step, record, bad, current):
-                            return self._restore(step, decision, record, [])
-                        return self._restore(step, decision, record, bad)
-            if self.deferred:
-                try:
-                    self._materialize(step)      # the step runs here: the deferred outputs it reads are put in place
-                except OSError as exc:
-                    return StepResult(step.name, "failed", fp, code="MLP001",
-                                      error=f"cannot restore outputs from the cache: {exc}")
+            early = self._before_launch(step, decision)
+            if early is not None:
+                return early
             return self._launch(step, decision)
 
-    def _launch(self, step: Step, decision: Decision) -> StepResult:
-        name = step.name
+    def _before_launch(self, step: Step, decision: Decision) -> StepResult | None:
+        """Under the step's in-flight lock, before it starts: a result if another run of the sweep has just
+        made its record (outputs restored), or if the deferred outputs it reads cannot be put in place."""
         fp = decision.fingerprint.digest
+        if step.cache and step.name not in self.forced and self.s.shared:
+            record = self.s.cache.get_record(fp)     # another run of the sweep may have just made it
+            if record is not None:
+                current = {p: self.s.hasher.digest(self.workdir / p) for p in record.outputs}
+                bad = [p for p, e in record.outputs.items() if current[p].hash != e.hash]
+                if all(self.s.cache.can_restore(record.outputs[p]) for p in bad):
+                    if self.lazy and self._defer_outputs(step, record, bad, current):
+                        return self._restore(step, decision, record, [])
+                    return self._restore(step, decision, record, bad)
+        if self.deferred:
+            try:
+                self._materialize(step)      # the step runs here: the deferred outputs it reads are put in place
+            except OSError as exc:
+                return StepResult(step.name, "failed", fp, code="MLP001",
+                                  error=f"cannot restore outputs from the cache: {exc}")
+        return None
+
+    def _prepare(self, step: Step) -> tuple[list[str], Path, dict[str, str]]:
+        """Before a step's first attempt: its old outputs removed, their folders made; its log and environment."""
         outs = _step_outputs(step)
         root = os.fspath(self.workdir)            # paths as strings: this runs for every step
         for o in outs:
@@ -1533,10 +1699,13 @@ class Run:
             if parent not in self._made_dirs:
                 os.makedirs(parent, exist_ok=True)
                 self._made_dirs.add(parent)
-        log_path = self.run_dir / f"{name}.log"
-        env = {**self.base_env, **step.env, "MLPRISM_STEP": name}
+        return outs, self.run_dir / f"{step.name}.log", {**self.base_env, **step.env, "MLPRISM_STEP": step.name}
+
+    def _launch(self, step: Step, decision: Decision) -> StepResult:
+        """Run a step in this (worker) thread through the session's launcher, with its retries and timeout."""
+        name = step.name
+        outs, log_path, env = self._prepare(step)
         weight = _cpu_slots(step.resources.cpu)
-        inputs = {k: (d.hash, d.size) for k, d in decision.inputs.items()}
         started = time.time()
         attempts = 0
         code: int | None = None
@@ -1570,7 +1739,70 @@ class Run:
             time.sleep(delay)
         if not isinstance(launcher, LocalLauncher) and self.s.secrets:
             _scrub_log(log_path, list(self.s.secrets.values()))
-        ended = time.time()
+        return self._outcome(step, decision, outs, log_path, code, timed_out, attempts, started, time.time())
+
+    def _start(self, step: Step, decision: Decision) -> _Inline | StepResult | None:
+        """Start a step from the scheduling loop, without a worker thread; None: a worker runs it.
+
+        For the steps most runs are made of, a command the local launcher can spawn here
+        without a timeout or retries: the loop then polls its pidfd and does the rest of
+        :meth:`_launch` when it exits (:meth:`_end`). One thread does a cold run's bookkeeping,
+        instead of a worker per step handing each result to the loop under the interpreter
+        lock (docs/performance.md, eighth round). A result: the step needed no process.
+        """
+        if step.timeout or step.retries or decision.action != "run":
+            return None
+        slots = self.s.slots
+        weight = slots.try_take(_cpu_slots(step.resources.cpu))
+        if weight is None:
+            return None
+        guard = self.s.inflight(decision.fingerprint.digest) if step.cache else None
+        if guard is not None and not guard.acquire(blocking=False):
+            slots.give(weight)
+            return None                           # another run of the sweep is running it: a worker waits
+        try:
+            early = self._before_launch(step, decision)
+            if early is not None:
+                return early
+            outs, log_path, env = self._prepare(step)
+            launcher = self.s.launcher
+            assert isinstance(launcher, LocalLauncher)
+            started_at = time.time()
+            started = launcher.start(step.run, cwd=self.workdir, env=env, log_path=log_path)
+            if started is None:                  # posix_spawn turned out not to work here: workers from now on
+                return None
+            self.s.display.step_started(self._dn(step.name), step.run, log_path, 1)
+            launch = _Inline(step, decision, started, outs, log_path, started_at, weight, guard)
+            guard = None
+            weight = None
+            return launch
+        finally:
+            if guard is not None:
+                guard.release()
+            if weight is not None:
+                slots.give(weight)
+
+    def _end(self, launch: _Inline) -> StepResult:
+        """The result of a step :meth:`_start` started, once its process exited."""
+        launcher = self.s.launcher
+        assert isinstance(launcher, LocalLauncher)
+        try:
+            code = launch.started.proc.wait()
+            launcher.end(launch.started)
+            return self._outcome(launch.step, launch.decision, launch.outs, launch.log_path, code, False, 1,
+                                 launch.started_at, time.time())
+        finally:
+            if launch.guard is not None:
+                launch.guard.release()
+            self.s.slots.give(launch.weight)
+
+    def _outcome(self, step: Step, decision: Decision, outs: Sequence[str], log_path: Path, code: int | None,
+                 timed_out: bool, attempts: int, started: float, ended: float) -> StepResult:
+        """A run step's result: its exit, declared outputs and metrics checked; outputs hashed, cached, recorded."""
+        name = step.name
+        fp = decision.fingerprint.digest
+        root = os.fspath(self.workdir)
+        inputs = {k: (d.hash, d.size) for k, d in decision.inputs.items()}
         base = dict(fingerprint=fp, exit_code=code, duration=ended - started, attempts=attempts,
                     log=self._log_rel(name), inputs=inputs, started=started, ended=ended)
         if timed_out:
@@ -1717,6 +1949,18 @@ class Run:
             if r is not None:
                 out.update(r.metrics)
         return out
+
+
+def _safely(name: str, decision: Decision, work: Callable[[], _T]) -> _T | StepResult:
+    """``work()``, or a failed result for the step if it raises: a step fails, never the runner."""
+    try:
+        return work()
+    except DiagnosticError as exc:     # e.g. the container engine refused
+        d = exc.diagnostics[0]
+        return StepResult(name, "failed", decision.fingerprint.digest, code=d.code, error=d.message)
+    except Exception as exc:  # a bug or an I/O error
+        return StepResult(name, "failed", decision.fingerprint.digest, code="MLP001",
+                          error=f"internal error: {type(exc).__name__}: {exc}")
 
 
 def _disk_full_failure(workdir: Path, outs: Sequence[str], log_path: Path) -> str | None:
