@@ -13,9 +13,10 @@ dependency order, independent steps in parallel up to ``-j``. For each step:
 
 Then the lock file is written and, when ``registry.register_after`` ran and every
 gate held, the model is registered. The scheduling loop runs in the calling
-thread. It starts a plain local step itself (``posix_spawn``, no timeout, no
-retries, output not masked) and polls its pidfd, finishing it in the same thread;
-other steps run in worker threads through a :class:`Launcher`.
+thread. It starts a local step itself when it can (``posix_spawn`` in the
+runner's directory, output not masked: :meth:`LocalLauncher.start`), polls its
+pidfd and times its timeout and retries (:class:`_Started`), finishing it in the
+same thread; other steps run in worker threads through a :class:`Launcher`.
 """
 
 from __future__ import annotations
@@ -843,16 +844,23 @@ class Slots:
 
 @dataclass(slots=True)
 class _Inline:
-    """A step started from the scheduling loop (:meth:`Run._start`): what its end needs."""
+    """A step started from the scheduling loop (:meth:`Run._start`): its attempt and what its end needs."""
 
     step: Step
     decision: Decision
     started: Started
     outs: list[str]
     log_path: Path
-    started_at: float
-    weight: int
+    started_at: float                 # time.time() of the first attempt
+    weight: int                       # slots held (0 while waiting to retry)
     guard: threading.Lock | None
+    attempts: int = 1
+    deadline: float | None = None     # monotonic: SIGTERM to its group then
+    kill_at: float | None = None      # monotonic: SIGKILL to its group then (timed out, still running)
+    timed_out: bool = False
+    code: int | None = None           # the last attempt's exit code
+    retry_at: float = 0.0             # monotonic: the next attempt, once the backoff has passed
+    retry: bool = True                # False: the run is stopping, no more attempts
 
 
 class _Waker:
@@ -879,6 +887,142 @@ class _Waker:
         with self._lock:
             os.close(self.fd)
             self.fd = -1
+
+
+class _Started:
+    """The steps a run's scheduling loop started itself (:meth:`Run._start`), as the loop waits for them.
+
+    Their pidfds are polled with a :class:`_Waker` that worker threads write when they post a
+    result, so one ``poll`` waits for both kinds of steps. A step past its ``timeout`` gets
+    SIGTERM to its process group, SIGKILL after the launcher's grace period, and SIGKILL again
+    once its shell exited (what it left behind), as :func:`_stop_group` does for a worker; a
+    failed attempt with retries left waits for its backoff without holding slots.
+    """
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.waker = _Waker()
+        self.poller = select.poll()
+        self.poller.register(self.waker.fd, select.POLLIN)
+        self.live: dict[int, _Inline] = {}                   # pidfd -> the step
+        self.waiting: list[tuple[float, int, _Inline]] = []  # retries, by when they are due
+        self._order = itertools.count()
+        self._starved = False        # the next retry found no free slots: wait for a step to end, not its time
+
+    def __bool__(self) -> bool:
+        return bool(self.live or self.waiting)
+
+    def add(self, launch: _Inline) -> StepResult | None:
+        """Watch a started step (its result: it ended already).
+
+        Without a pidfd for it (no descriptors left) it is waited for here, its timeout kept.
+        """
+        try:
+            fd = os.pidfd_open(launch.started.proc.pid)
+        except OSError:
+            proc = launch.started.proc
+            try:
+                _wait(proc, None if launch.deadline is None else max(0.0, launch.deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                launch.timed_out = True
+                _stop_group(proc, getattr(self.run.s.launcher, "kill_grace", KILL_GRACE))
+            return self._end(launch)
+        self.live[fd] = launch
+        self.poller.register(fd, select.POLLIN)
+        return None
+
+    def wait(self) -> tuple[list[StepResult], bool]:
+        """Wait up to 100 ms for a step to exit, a timer or the waker: the steps' results, and whether anything woke."""
+        timeout = 100.0
+        due = [t for t in map(_timer, self.live.values()) if t is not None]
+        if self.waiting and not self._starved:
+            due.append(self.waiting[0][0])
+        if due:
+            timeout = min(timeout, max(0.0, (min(due) - time.monotonic()) * 1000))
+        events = self.poller.poll(math.ceil(timeout))
+        if events:
+            self._starved = False
+        results = []
+        for fd, _ in events:
+            launch = self.live.pop(fd, None)
+            if launch is None:
+                self.waker.drain()
+                continue
+            self.poller.unregister(fd)
+            os.close(fd)
+            result = self._end(launch)
+            if result is not None:
+                results.append(result)
+        now = time.monotonic()
+        self._expire(now)
+        while self.waiting and self.waiting[0][0] <= now:
+            launch = self.waiting[0][2]
+            again = _safely(launch.step.name, launch.decision, self.run._restart, launch)
+            if again is False:
+                self._starved = True                        # no free slots yet: a finishing step frees them
+                break
+            heapq.heappop(self.waiting)
+            if isinstance(again, StepResult):               # it could not start again
+                self.run._release(launch)
+                results.append(again)
+                continue
+            result = self.add(launch)
+            if result is not None:
+                results.append(result)
+        return results, bool(events)
+
+    def _end(self, launch: _Inline) -> StepResult | None:
+        """A step's process exited: its result, or None when it waits to be retried."""
+        result = _safely(launch.step.name, launch.decision, self.run._exited, launch)
+        if result is None:
+            heapq.heappush(self.waiting, (launch.retry_at, next(self._order), launch))
+        return result
+
+    def _expire(self, now: float) -> None:
+        kill_grace = getattr(self.run.s.launcher, "kill_grace", KILL_GRACE)
+        for launch in self.live.values():
+            if launch.kill_at is not None and now >= launch.kill_at:
+                launch.kill_at = None
+                _signal_group(launch.started.proc.pid, signal.SIGKILL)
+            elif launch.deadline is not None and not launch.timed_out and now >= launch.deadline:
+                launch.timed_out = True
+                launch.kill_at = now + kill_grace
+                _signal_group(launch.started.proc.pid, signal.SIGTERM)
+
+    def abort(self) -> list[StepResult]:
+        """After the launcher stopped every process: the live steps' results; the waiting retries given up."""
+        results = []
+        for fd, launch in list(self.live.items()):
+            del self.live[fd]
+            self.poller.unregister(fd)
+            os.close(fd)
+            launch.retry = False
+            result = self._end(launch)
+            if result is not None:
+                results.append(result)
+        for _, _, launch in self.waiting:
+            self.run._release(launch)
+            results.append(_safely(launch.step.name, launch.decision, self.run._outcome_of, launch))
+        self.waiting.clear()
+        return results
+
+    def close(self) -> None:
+        for fd in self.live:
+            os.close(fd)
+        self.live.clear()
+        self.waker.close()
+
+
+def _timer(launch: _Inline) -> float | None:
+    """When a started step needs a signal next (monotonic), if it does."""
+    if launch.kill_at is not None:
+        return launch.kill_at
+    return None if launch.timed_out else launch.deadline
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
 
 
 class Session:
@@ -1383,19 +1527,16 @@ class Run:
         follow = share.names if not self.leader else frozenset()
         parked: set[str] = set()
         launcher = self.s.launcher
-        # steps started from this thread (see _start): their pidfds and the waker, polled together
-        inline_ok = (isinstance(launcher, LocalLauncher) and type(launcher).run is LocalLauncher.run
-                     and hasattr(os, "pidfd_open") and hasattr(os, "eventfd") and launcher.can_start(self.workdir))
-        inline: dict[int, _Inline] = {}
-        waker = _Waker() if inline_ok else None
-        poller = select.poll()
+        # steps this thread starts itself (see _start), when the launcher is the local one and can
+        inline = (_Started(self) if isinstance(launcher, LocalLauncher) and type(launcher).run is LocalLauncher.run
+                  and _pidfds() and launcher.can_start(self.workdir) else None)
         post: Callable[[StepResult | str], None] = done_q.put
-        if waker is not None:
-            poller.register(waker.fd, select.POLLIN)
+        if inline is not None:
+            wake = inline.waker.wake
 
             def post(item: StepResult | str) -> None:
                 done_q.put(item)
-                waker.wake()
+                wake()
         if follow:
             share.follow(post)
 
@@ -1405,23 +1546,16 @@ class Run:
                 heapq.heappush(ready, (order[name], name))
 
         def submit(name: str, decision: Decision) -> None:
-            nonlocal inline_ok
-            if inline_ok:
-                started = _safely(name, decision, lambda: self._start(index.steps[name], decision))
+            if inline is not None:
+                started = _safely(name, decision, self._start, index.steps[name], decision)
                 if isinstance(started, _Inline):
-                    try:
-                        fd = os.pidfd_open(started.started.proc.pid)
-                    except OSError:                   # no pidfds here (Linux < 5.3): wait for it, then workers
-                        inline_ok = False
-                        post(_safely(name, decision, lambda: self._end(started)))
+                    started = inline.add(started)
+                    if started is None:
                         return
-                    inline[fd] = started
-                    poller.register(fd, select.POLLIN)
-                    return
                 if started is not None:
                     post(started)
                     return
-            pool.submit(lambda: post(_safely(name, decision, lambda: self._work(index.steps[name], decision))))
+            pool.submit(lambda: post(_safely(name, decision, self._work, index.steps[name], decision)))
 
         def collect(item: StepResult | str) -> None:
             nonlocal running
@@ -1430,12 +1564,6 @@ class Run:
             else:
                 running -= 1
                 finish(item)
-
-        def ended(fd: int) -> None:
-            launch = inline.pop(fd)
-            poller.unregister(fd)
-            os.close(fd)
-            collect(_safely(launch.step.name, launch.decision, lambda: self._end(launch)))
 
         def finish(result: StepResult) -> None:
             nonlocal stop, dirty
@@ -1491,13 +1619,10 @@ class Run:
                         dirty = False
                         last_commit = time.monotonic()
                     if inline:
-                        events = poller.poll(100)
-                        for fd, _ in events:
-                            if fd in inline:
-                                ended(fd)
-                            else:
-                                waker.drain()             # type: ignore[union-attr]
-                        if not events:
+                        results, woke = inline.wait()
+                        for result in results:
+                            collect(result)
+                        if not woke:
                             display.tick()
                             continue
                     else:
@@ -1515,8 +1640,9 @@ class Run:
                     display.tick()
             except BaseException:
                 self.s.terminate()
-                for fd in list(inline):
-                    ended(fd)
+                if inline is not None:
+                    for result in inline.abort():
+                        collect(result)
                 while running:
                     item = done_q.get()
                     if not isinstance(item, str):
@@ -1524,10 +1650,8 @@ class Run:
                         running -= 1
                 raise
             finally:
-                for fd in inline:
-                    os.close(fd)
-                if waker is not None:
-                    waker.close()
+                if inline is not None:
+                    inline.close()
                 if self.leader:
                     for name in sorted(share.names - self.results.keys()):
                         share.finished(name, None)          # release the followers, whatever happened here
@@ -1699,7 +1823,10 @@ class Run:
             if parent not in self._made_dirs:
                 os.makedirs(parent, exist_ok=True)
                 self._made_dirs.add(parent)
-        return outs, self.run_dir / f"{step.name}.log", {**self.base_env, **step.env, "MLPRISM_STEP": step.name}
+        return outs, self.run_dir / f"{step.name}.log", self._step_env(step)
+
+    def _step_env(self, step: Step) -> dict[str, str]:
+        return {**self.base_env, **step.env, "MLPRISM_STEP": step.name}
 
     def _launch(self, step: Step, decision: Decision) -> StepResult:
         """Run a step in this (worker) thread through the session's launcher, with its retries and timeout."""
@@ -1732,8 +1859,7 @@ class Run:
                 break
             if attempts > step.retries:
                 break
-            base = float(os.environ.get("MLPRISM_RETRY_BACKOFF") or RETRY_BACKOFF)
-            delay = min(base * 2 ** (attempts - 1), RETRY_BACKOFF_MAX)
+            delay = _backoff(attempts)
             why = f"timed out after {step.timeout}s" if timed_out else f"exit code {code}"
             self.s.display.step_retry(self._dn(name), attempts, delay, why)
             time.sleep(delay)
@@ -1744,13 +1870,13 @@ class Run:
     def _start(self, step: Step, decision: Decision) -> _Inline | StepResult | None:
         """Start a step from the scheduling loop, without a worker thread; None: a worker runs it.
 
-        For the steps most runs are made of, a command the local launcher can spawn here
-        without a timeout or retries: the loop then polls its pidfd and does the rest of
-        :meth:`_launch` when it exits (:meth:`_end`). One thread does a cold run's bookkeeping,
-        instead of a worker per step handing each result to the loop under the interpreter
-        lock (docs/performance.md, eighth round). A result: the step needed no process.
+        For a command the local launcher can spawn here (see :meth:`LocalLauncher.start`): the
+        loop polls its pidfd, times its timeout and retries (:class:`_Started`), and does the rest
+        of :meth:`_launch` when it exits (:meth:`_exited`). One thread then does a cold run's
+        bookkeeping, instead of a worker per step handing each result to the loop under the
+        interpreter lock (docs/performance.md, eighth round). A result: the step needed no process.
         """
-        if step.timeout or step.retries or decision.action != "run":
+        if decision.action != "run":
             return None
         slots = self.s.slots
         weight = slots.try_take(_cpu_slots(step.resources.cpu))
@@ -1768,11 +1894,13 @@ class Run:
             launcher = self.s.launcher
             assert isinstance(launcher, LocalLauncher)
             started_at = time.time()
+            t_start = time.monotonic()
             started = launcher.start(step.run, cwd=self.workdir, env=env, log_path=log_path)
             if started is None:                  # posix_spawn turned out not to work here: workers from now on
                 return None
             self.s.display.step_started(self._dn(step.name), step.run, log_path, 1)
-            launch = _Inline(step, decision, started, outs, log_path, started_at, weight, guard)
+            launch = _Inline(step, decision, started, outs, log_path, started_at, weight, guard,
+                             deadline=t_start + float(step.timeout) if step.timeout else None)
             guard = None
             weight = None
             return launch
@@ -1782,19 +1910,66 @@ class Run:
             if weight is not None:
                 slots.give(weight)
 
-    def _end(self, launch: _Inline) -> StepResult:
-        """The result of a step :meth:`_start` started, once its process exited."""
+    def _exited(self, launch: _Inline) -> StepResult | None:
+        """A started step's process exited: its result, or None when it is to be retried (``launch.retry_at``)."""
         launcher = self.s.launcher
         assert isinstance(launcher, LocalLauncher)
+        step = launch.step
         try:
             code = launch.started.proc.wait()
             launcher.end(launch.started)
-            return self._outcome(launch.step, launch.decision, launch.outs, launch.log_path, code, False, 1,
-                                 launch.started_at, time.time())
-        finally:
-            if launch.guard is not None:
-                launch.guard.release()
+            if launch.timed_out:                 # what the step left in its group goes too (see _stop_group)
+                _signal_group(launch.started.proc.pid, signal.SIGKILL)
+            launch.code = None if launch.timed_out else code
+            if (launch.timed_out or code != 0) and launch.attempts <= step.retries and launch.retry:
+                delay = _backoff(launch.attempts)
+                why = f"timed out after {step.timeout}s" if launch.timed_out else f"exit code {code}"
+                self.s.display.step_retry(self._dn(step.name), launch.attempts, delay, why)
+                self.s.slots.give(launch.weight)     # not held while it waits, as a worker sleeps without them
+                launch.weight = 0
+                launch.retry_at = time.monotonic() + delay
+                return None
+        except BaseException:
+            self._release(launch)
+            raise
+        self._release(launch)
+        return self._outcome_of(launch)
+
+    def _outcome_of(self, launch: _Inline) -> StepResult:
+        return self._outcome(launch.step, launch.decision, launch.outs, launch.log_path, launch.code,
+                             launch.timed_out, launch.attempts, launch.started_at, time.time())
+
+    def _restart(self, launch: _Inline) -> bool:
+        """Start the next attempt of a step that waited for its backoff; False: no free slots yet."""
+        step = launch.step
+        taken = self.s.slots.try_take(_cpu_slots(step.resources.cpu))
+        if taken is None:
+            return False
+        launch.weight = taken
+        launch.attempts += 1
+        with open(launch.log_path, "ab") as log:
+            log.write(f"--- mlprism: attempt {launch.attempts} of {step.retries + 1} ---\n".encode())
+        self.s.display.step_started(self._dn(step.name), step.run, launch.log_path, launch.attempts)
+        launcher = self.s.launcher
+        assert isinstance(launcher, LocalLauncher)
+        t_start = time.monotonic()
+        started = launcher.start(step.run, cwd=self.workdir, env=self._step_env(step), log_path=launch.log_path)
+        if started is None:
+            raise RuntimeError("the local launcher could not start the step again")
+        launch.started = started
+        launch.timed_out = False
+        launch.kill_at = None
+        launch.deadline = t_start + float(step.timeout) if step.timeout else None
+        return True
+
+    def _release(self, launch: _Inline) -> None:
+        """Give back what a started step holds: its slots and its in-flight lock."""
+        if launch.weight:
             self.s.slots.give(launch.weight)
+            launch.weight = 0
+        if launch.guard is not None:
+            launch.guard.release()
+            launch.guard = None
 
     def _outcome(self, step: Step, decision: Decision, outs: Sequence[str], log_path: Path, code: int | None,
                  timed_out: bool, attempts: int, started: float, ended: float) -> StepResult:
@@ -1951,10 +2126,31 @@ class Run:
         return out
 
 
-def _safely(name: str, decision: Decision, work: Callable[[], _T]) -> _T | StepResult:
-    """``work()``, or a failed result for the step if it raises: a step fails, never the runner."""
+def _pidfds() -> bool:
+    """Whether this system has pidfds (Linux 5.3) and eventfds, which the loop polls for the steps it starts."""
+    global _PIDFDS
+    if _PIDFDS is None:
+        try:
+            os.close(os.pidfd_open(os.getpid()))
+            _PIDFDS = hasattr(os, "eventfd")
+        except (AttributeError, OSError):
+            _PIDFDS = False
+    return _PIDFDS
+
+
+_PIDFDS: bool | None = None
+
+
+def _backoff(attempts: int) -> float:
+    """Seconds to wait before the attempt after ``attempts``: doubling from MLPRISM_RETRY_BACKOFF (1 s)."""
+    base = float(os.environ.get("MLPRISM_RETRY_BACKOFF") or RETRY_BACKOFF)
+    return min(base * 2 ** (attempts - 1), RETRY_BACKOFF_MAX)
+
+
+def _safely(name: str, decision: Decision, work: Callable[..., _T], *args: Any) -> _T | StepResult:
+    """``work(*args)``, or a failed result for the step if it raises: a step fails, never the runner."""
     try:
-        return work()
+        return work(*args)
     except DiagnosticError as exc:     # e.g. the container engine refused
         d = exc.diagnostics[0]
         return StepResult(name, "failed", decision.fingerprint.digest, code=d.code, error=d.message)

@@ -1,9 +1,10 @@
 """Steps started from the scheduling loop (Run._start) beside steps run by worker threads (Run._launch).
 
-A plain local step (no timeout, no retries, output not masked, in the runner's directory) is
-spawned by the loop itself and its pidfd polled; every other step still goes to a worker. These
-tests pin which path a step takes and that the two work together: results from workers wake a
-loop that is polling pidfds, weighted steps wait for the slots inline steps hold, and an
+A local step in the runner's directory whose output is not masked is spawned by the loop
+itself, its pidfd polled, its timeout and retries timed by the loop (_Started); a step the
+launcher cannot start that way goes to a worker. These tests pin which path a step takes and
+that the two work together: results from workers wake a loop that is polling pidfds, weighted
+steps wait for the slots inline steps hold, timeouts kill the step's whole process group, and an
 interrupted run stops the steps the loop started.
 """
 
@@ -81,27 +82,68 @@ def test_a_failing_inline_step_fails_like_any_other(cli, project, launches: list
     assert (proj / res["steps"]["bad"]["log"]).read_text() == "oops\n"
 
 
-def test_worker_and_inline_steps_run_at_once(cli, project, launches: list[str]) -> None:
-    # `timed` has a timeout (a worker runs it), `plain` does not (the loop starts it): each waits for the
-    # other to have started, so the run ends only if both run together and the worker's result wakes
-    # the loop while it polls the plain step's pidfd
+def test_worker_and_inline_steps_run_at_once(cli, project, launches: list[str],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # `worker` is handed to a worker thread (as a step is when the launcher cannot start it here),
+    # `plain` is started by the loop: each waits for the other to have started, so the run ends only
+    # if both run together and the worker's result wakes the loop while it polls the plain step's pidfd
+    start = executor.Run._start
+    monkeypatch.setattr(executor.Run, "_start",
+                        lambda self, step, decision: None if step.name == "worker" else start(self, step, decision))
     proj = project({"pipeline.yaml": f"""
         apiVersion: mlprism/v1
         name: mixed
         steps:
-          timed:
-            run: touch timed.started; {WAIT.format(f="plain.started")}; echo t > t.txt
-            outputs: [t.txt]
-            timeout: 60s
+          worker:
+            run: touch worker.started; {WAIT.format(f="plain.started")}; echo w > w.txt
+            outputs: [w.txt]
           plain:
-            run: touch plain.started; {WAIT.format(f="timed.started")}; sleep 0.3; echo p > p.txt
+            run: touch plain.started; {WAIT.format(f="worker.started")}; sleep 0.3; echo p > p.txt
             outputs: [p.txt]
-          after: {{run: cat t.txt p.txt > after.txt, inputs: [t.txt, p.txt], outputs: [after.txt]}}
+          after: {{run: cat w.txt p.txt > after.txt, inputs: [w.txt, p.txt], outputs: [after.txt]}}
     """})
     r = cli("run", "pipeline.yaml", "-j", "2", "--json", cwd=proj)
     assert r.code == 0, r.out + r.err
-    assert launches == ["timed"]
-    assert (proj / "after.txt").read_text() == "t\np\n"
+    assert launches == ["worker"]
+    assert (proj / "after.txt").read_text() == "w\np\n"
+
+
+def test_timeouts_and_retries_of_inline_steps(cli, project, launches: list[str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLPRISM_RETRY_BACKOFF", "0.2")
+    proj = project({"pipeline.yaml": """
+        apiVersion: mlprism/v1
+        name: timers
+        steps:
+          flaky:
+            run: n=$(cat n 2>/dev/null || echo 0); echo $((n+1)) > n; echo "try $n"; test $n -ge 2 && echo ok > f.txt
+            outputs: [f.txt]
+            retries: 3
+          slow:
+            run: echo "go $(date +%s.%N)"; sleep 30 & echo $! >> bg.pids; sleep 30; echo done > s.txt
+            outputs: [s.txt]
+            timeout: 1s
+            retries: 1
+          beside: {run: sleep 0.5; echo b > b.txt, outputs: [b.txt]}
+    """})
+    t0 = time.monotonic()
+    r = cli("run", "pipeline.yaml", "-j", "3", "--keep-going", "--json", cwd=proj)
+    elapsed = time.monotonic() - t0
+    res = json.loads(r.out)
+    assert launches == []                                       # all three started by the loop
+    assert r.code == 1 and elapsed < 15                         # two 1 s timeouts and a backoff, not 30 s
+    steps = res["steps"]
+    assert steps["flaky"]["status"] == "succeeded" and steps["flaky"]["attempts"] == 3
+    assert steps["slow"]["code"] == "MLP403" and steps["slow"]["attempts"] == 2
+    assert steps["slow"]["error"] == "timed out after 1s (process group killed)"
+    assert steps["beside"]["status"] == "succeeded"
+    log = (proj / steps["flaky"]["log"]).read_text()
+    assert "try 0" in log and "attempt 3 of 4" in log and "try 2" in log
+    starts = [float(line.split()[1]) for line in (proj / steps["slow"]["log"]).read_text().splitlines()
+              if line.startswith("go ")]
+    assert len(starts) == 2 and starts[1] - starts[0] >= 1.2    # the timeout, then the 0.2 s backoff
+    for pid in map(int, (proj / "bg.pids").read_text().split()):
+        assert _group_gone(_pgid_of(pid) or pid), "a timed-out attempt left a process running"
 
 
 def test_a_weighted_step_waits_for_the_slots_inline_steps_hold(cli, project, launches: list[str]) -> None:
@@ -124,26 +166,20 @@ def test_a_weighted_step_waits_for_the_slots_inline_steps_hold(cli, project, lau
     assert first[1] <= second[0]                # never both at once: `big` takes the two slots
 
 
-def test_masked_output_and_retries_go_to_workers(cli, project, launches: list[str],
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MLPRISM_RETRY_BACKOFF", "0.01")
+def test_masked_output_goes_to_workers(cli, project, launches: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     proj = project({"pipeline.yaml": """
         apiVersion: mlprism/v1
         name: routes
+        environment:
+          secrets: [TOKEN]
         steps:
-          retried: {run: echo r > r.txt, outputs: [r.txt], retries: 2}
-          plain: {run: echo p > p.txt, outputs: [p.txt]}
+          one: {run: echo $TOKEN > r.txt, outputs: [r.txt]}
+          two: {run: echo p > p.txt, outputs: [p.txt]}
     """})
-    assert cli("run", "pipeline.yaml", "-j", "2", cwd=proj).code == 0
-    assert launches == ["retried"]
-    launches.clear()
-    (proj / "pipeline.yaml").write_text((proj / "pipeline.yaml").read_text() + """environment:
-  secrets: [TOKEN]
-""")
     monkeypatch.setenv("TOKEN", "s3cr3t-value")
-    r = cli("run", "pipeline.yaml", "-j", "2", "--force", cwd=proj)
+    r = cli("run", "pipeline.yaml", "-j", "2", cwd=proj)
     assert r.code == 0, r.out + r.err
-    assert sorted(launches) == ["plain", "retried"]            # a secret to mask: every step through a pipe
+    assert sorted(launches) == ["one", "two"]                  # a secret to mask: every step through a pipe
 
 
 def test_an_interrupted_run_stops_the_steps_the_loop_started(project, tmp_path: Path) -> None:
@@ -173,6 +209,13 @@ def test_an_interrupted_run_stops_the_steps_the_loop_started(project, tmp_path: 
     assert {s["status"] for s in res["steps"].values()} == {"failed"}
     for pid in pids:                                            # both process groups are gone
         assert _group_gone(pid), f"process group {pid} still runs"
+
+
+def _pgid_of(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
 
 
 def _group_gone(pgid: int, wait: float = 5.0) -> bool:
