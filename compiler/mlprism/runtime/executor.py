@@ -1527,7 +1527,7 @@ class Run:
         follow = share.names if not self.leader else frozenset()
         parked: set[str] = set()
         launcher = self.s.launcher
-        # steps this thread starts itself (see _start), when the launcher is the local one and can
+        # the steps this thread starts itself (see _start): with the local launcher, where it can start them
         inline = (_Started(self) if isinstance(launcher, LocalLauncher) and type(launcher).run is LocalLauncher.run
                   and _pidfds() and launcher.can_start(self.workdir) else None)
         post: Callable[[StepResult | str], None] = done_q.put
@@ -1911,29 +1911,34 @@ class Run:
                 slots.give(weight)
 
     def _exited(self, launch: _Inline) -> StepResult | None:
-        """A started step's process exited: its result, or None when it is to be retried (``launch.retry_at``)."""
+        """A started step's process exited: its result, or None when it is to be retried (``launch.retry_at``).
+
+        Its slots are given back at once (a worker holds them only while the process runs); its
+        in-flight lock once its record is written, so another run of a sweep waiting for the same
+        fingerprint finds the record (see _before_launch), as with a worker (_work).
+        """
         launcher = self.s.launcher
         assert isinstance(launcher, LocalLauncher)
         step = launch.step
+        retrying = False
         try:
             code = launch.started.proc.wait()
             launcher.end(launch.started)
             if launch.timed_out:                 # what the step left in its group goes too (see _stop_group)
                 _signal_group(launch.started.proc.pid, signal.SIGKILL)
             launch.code = None if launch.timed_out else code
+            self._give_slots(launch)
             if (launch.timed_out or code != 0) and launch.attempts <= step.retries and launch.retry:
                 delay = _backoff(launch.attempts)
                 why = f"timed out after {step.timeout}s" if launch.timed_out else f"exit code {code}"
                 self.s.display.step_retry(self._dn(step.name), launch.attempts, delay, why)
-                self.s.slots.give(launch.weight)     # not held while it waits, as a worker sleeps without them
-                launch.weight = 0
                 launch.retry_at = time.monotonic() + delay
+                retrying = True
                 return None
-        except BaseException:
-            self._release(launch)
-            raise
-        self._release(launch)
-        return self._outcome_of(launch)
+            return self._outcome_of(launch)
+        finally:
+            if not retrying:
+                self._release(launch)
 
     def _outcome_of(self, launch: _Inline) -> StepResult:
         return self._outcome(launch.step, launch.decision, launch.outs, launch.log_path, launch.code,
@@ -1962,11 +1967,14 @@ class Run:
         launch.deadline = t_start + float(step.timeout) if step.timeout else None
         return True
 
-    def _release(self, launch: _Inline) -> None:
-        """Give back what a started step holds: its slots and its in-flight lock."""
+    def _give_slots(self, launch: _Inline) -> None:
         if launch.weight:
             self.s.slots.give(launch.weight)
             launch.weight = 0
+
+    def _release(self, launch: _Inline) -> None:
+        """Give back what a started step holds: its slots and its in-flight lock."""
+        self._give_slots(launch)
         if launch.guard is not None:
             launch.guard.release()
             launch.guard = None

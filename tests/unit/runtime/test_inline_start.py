@@ -141,6 +141,29 @@ def test_timeouts_and_retries_of_inline_steps(cli, project, launches: list[str],
         assert _group_gone(_pgid_of(pid) or pid), "a timed-out attempt left a process running"
 
 
+def test_the_in_flight_lock_is_held_until_the_record_is_written(cli, project, launches: list[str],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # a sweep's other run waiting for the same fingerprint must find the record when it gets the lock,
+    # not run the step a second time (test_run_speedups' no-op sweep saw `report` run twice)
+    held: list[bool] = []
+    outcome = executor.Run._outcome
+
+    def spy(self: executor.Run, step, decision, *args):  # type: ignore[no-untyped-def]
+        held.append(self.s.inflight(decision.fingerprint.digest).locked())
+        return outcome(self, step, decision, *args)
+
+    monkeypatch.setattr(executor.Run, "_outcome", spy)
+    proj = project({"pipeline.yaml": """
+        apiVersion: mlprism/v1
+        name: locks
+        steps:
+          a: {run: echo a > a.txt, outputs: [a.txt]}
+          b: {run: cat a.txt > b.txt, inputs: [a.txt], outputs: [b.txt]}
+    """})
+    assert cli("run", "pipeline.yaml", "-j", "2", cwd=proj).code == 0
+    assert launches == [] and held == [True, True]
+
+
 def test_a_weighted_step_waits_for_the_slots_inline_steps_hold(cli, project, launches: list[str]) -> None:
     proj = project({"pipeline.yaml": """
         apiVersion: mlprism/v1
