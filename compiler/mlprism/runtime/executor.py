@@ -1893,12 +1893,13 @@ class Run:
             outs, log_path, env = self._prepare(step)
             launcher = self.s.launcher
             assert isinstance(launcher, LocalLauncher)
+            # before the process starts: the display follows its log from the size it has now
+            self.s.display.step_started(self._dn(step.name), step.run, log_path, 1)
             started_at = time.time()
             t_start = time.monotonic()
             started = launcher.start(step.run, cwd=self.workdir, env=env, log_path=log_path)
-            if started is None:                  # posix_spawn turned out not to work here: workers from now on
+            if started is None:                  # posix_spawn turned out not to work here (once): a worker runs it
                 return None
-            self.s.display.step_started(self._dn(step.name), step.run, log_path, 1)
             launch = _Inline(step, decision, started, outs, log_path, started_at, weight, guard,
                              deadline=t_start + float(step.timeout) if step.timeout else None)
             guard = None

@@ -66,6 +66,23 @@ def test_plain_steps_are_started_by_the_loop_and_cached(cli, project, launches: 
     assert r.code == 0 and {s["status"] for s in json.loads(r.out)["steps"].values()} == {"cached"}
 
 
+def test_the_display_shows_what_fast_inline_steps_print(cli, project, launches: list[str]) -> None:
+    # the display follows a log from its size when the step is announced: announced after the spawn,
+    # a step that prints at once lost its first lines
+    steps = "\n".join(f"          s{i}: {{run: echo printed-{i} > /dev/stderr; echo {i} > o{i}.txt, outputs: [o{i}.txt]}}"
+                      for i in range(8))
+    proj = project({"pipeline.yaml": f"""
+        apiVersion: mlprism/v1
+        name: chatty
+        steps:
+{steps}
+    """})
+    r = cli("run", "pipeline.yaml", "-j", "2", cwd=proj)
+    assert r.code == 0 and launches == []
+    for i in range(8):
+        assert f"[s{i}] | printed-{i}" in r.out, r.out
+
+
 def test_a_failing_inline_step_fails_like_any_other(cli, project, launches: list[str]) -> None:
     proj = project({"pipeline.yaml": """
         apiVersion: mlprism/v1
