@@ -256,14 +256,22 @@ class LocalLauncher:
             self._spares.setdefault(folder, []).append(spare)
 
     def _note(self, pid: int, started: float) -> None:
-        """Append "pid start-time" to this runner's note (one file per runner, removed by close())."""
+        """Append "pid start-time" to this runner's note (one file per runner, removed by close()).
+
+        Best effort: the note only lets a later run kill what a killed runner left behind. The
+        step is running already, so a note that cannot be written (a step that filled the disk
+        at once) must not make it look failed, nor leave it unwatched.
+        """
         if self.running_dir is None:
             return
         with self._lock:
-            if self._notes is None:
-                self._notes = os.open(self.running_dir / str(os.getpid()), os.O_WRONLY | os.O_CREAT | os.O_APPEND,
-                                      0o644)
-            os.write(self._notes, f"{pid} {started:.3f}\n".encode())
+            try:
+                if self._notes is None:
+                    self._notes = os.open(self.running_dir / str(os.getpid()),
+                                          os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+                os.write(self._notes, f"{pid} {started:.3f}\n".encode())
+            except OSError:
+                pass
 
     def _spawns_in(self, cwd: str) -> bool:
         """Start steps in ``cwd`` with posix_spawn (see mlprism.runtime.spawn): it is this process's directory."""
@@ -335,9 +343,9 @@ class LocalLauncher:
         except BaseException:
             os.close(log)
             raise
-        self._note(proc.pid, started)
         with self._lock:
             self._procs[proc.pid] = proc
+        self._note(proc.pid, started)
         return Started(proc, log, log_file)
 
     def end(self, started: Started) -> int | None:
@@ -372,9 +380,9 @@ class LocalLauncher:
             proc = subprocess.Popen(["/bin/sh", "-c", command], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                                     stdout=subprocess.PIPE if piped else log, stderr=subprocess.STDOUT,
                                     start_new_session=True)
-            self._note(proc.pid, started_at)
             with self._lock:
                 self._procs[proc.pid] = proc
+            self._note(proc.pid, started_at)
             pump = None
             if piped:
                 # its own descriptor: a step's background process may keep the pipe open after this returns

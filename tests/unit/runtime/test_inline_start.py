@@ -270,3 +270,24 @@ def _group_gone(pgid: int, wait: float = 5.0) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def test_a_note_that_cannot_be_written_does_not_fail_the_step(tmp_path: Path) -> None:
+    # the note (for killing what a killed runner leaves) is written after the spawn: a step that fills
+    # the disk at once made it fail with ENOSPC (seen in CI), the step reported as an internal error
+    running = tmp_path / "running"
+    running.mkdir()
+    (running / str(os.getpid())).symlink_to("/dev/full")        # every write: ENOSPC
+    launcher = executor.LocalLauncher(running)
+    cwd = Path.cwd()
+    log = tmp_path / "step.log"
+    try:
+        started = launcher.start("echo hi", cwd=cwd, env=dict(os.environ), log_path=log)
+        assert started is not None
+        assert started.proc.pid in launcher._procs             # registered: a stop would kill it
+        assert started.proc.wait() == 0
+        assert launcher.end(started) == 0
+        assert launcher.run("exit 3", cwd=cwd, env=dict(os.environ), log_path=log, timeout=None) == 3
+    finally:
+        launcher.close()
+    assert log.read_text() == "hi\n"
