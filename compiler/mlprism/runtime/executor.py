@@ -141,13 +141,16 @@ def _proc_started_at(pid: int) -> float | None:
 
 def _stop_group(proc: subprocess.Popen[bytes] | SpawnedProcess, grace: float) -> None:
     """SIGTERM the step's process group; SIGKILL whatever is left once its leader exits or ``grace`` passes."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGTERM)
+    _signal_group(proc.pid, signal.SIGTERM)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=grace)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
+    _signal_group(proc.pid, signal.SIGKILL)
     proc.wait()
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
 
 
 def _wait(proc: subprocess.Popen[bytes] | SpawnedProcess, timeout: float | None) -> int:
@@ -907,8 +910,9 @@ class _Started:
     failed attempt with retries left waits for its backoff without holding slots.
     """
 
-    def __init__(self, run: Run) -> None:
+    def __init__(self, run: Run, kill_grace: float) -> None:
         self.run = run
+        self.kill_grace = kill_grace
         self.waker = _Waker()
         self.poller = select.poll()
         self.poller.register(self.waker.fd, select.POLLIN)
@@ -933,7 +937,7 @@ class _Started:
                 _wait(proc, None if launch.deadline is None else max(0.0, launch.deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 launch.timed_out = True
-                _stop_group(proc, getattr(self.run.s.launcher, "kill_grace", KILL_GRACE))
+                _stop_group(proc, self.kill_grace)
             return self._end(launch)
         self.live[fd] = launch
         self.poller.register(fd, select.POLLIN)
@@ -987,14 +991,13 @@ class _Started:
         return result
 
     def _expire(self, now: float) -> None:
-        kill_grace = getattr(self.run.s.launcher, "kill_grace", KILL_GRACE)
         for launch in self.live.values():
             if launch.kill_at is not None and now >= launch.kill_at:
                 launch.kill_at = None
                 _signal_group(launch.started.proc.pid, signal.SIGKILL)
             elif launch.deadline is not None and not launch.timed_out and now >= launch.deadline:
                 launch.timed_out = True
-                launch.kill_at = now + kill_grace
+                launch.kill_at = now + self.kill_grace
                 _signal_group(launch.started.proc.pid, signal.SIGTERM)
 
     def abort(self) -> list[StepResult]:
@@ -1026,11 +1029,6 @@ def _timer(launch: _Inline) -> float | None:
     if launch.kill_at is not None:
         return launch.kill_at
     return None if launch.timed_out else launch.deadline
-
-
-def _signal_group(pgid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
 
 
 class Session:
@@ -1536,7 +1534,7 @@ class Run:
         parked: set[str] = set()
         launcher = self.s.launcher
         # the steps this thread starts itself (see _start): with the local launcher, where it can start them
-        inline = (_Started(self) if isinstance(launcher, LocalLauncher) and type(launcher).run is LocalLauncher.run
+        inline = (_Started(self, launcher.kill_grace) if isinstance(launcher, LocalLauncher) and type(launcher).run is LocalLauncher.run
                   and _pidfds() and launcher.can_start(self.workdir) else None)
         post: Callable[[StepResult | str], None] = done_q.put
         if inline is not None:
@@ -1838,7 +1836,6 @@ class Run:
 
     def _launch(self, step: Step, decision: Decision) -> StepResult:
         """Run a step in this (worker) thread through the session's launcher, with its retries and timeout."""
-        name = step.name
         outs, log_path, env = self._prepare(step)
         weight = _cpu_slots(step.resources.cpu)
         started = time.time()
@@ -1848,10 +1845,7 @@ class Run:
         launcher = self.s.launcher
         while True:
             attempts += 1
-            if attempts > 1:
-                with open(log_path, "ab") as log:
-                    log.write(f"--- mlprism: attempt {attempts} of {step.retries + 1} ---\n".encode())
-            self.s.display.step_started(self._dn(name), step.run, log_path, attempts)
+            self._announce(step, log_path, attempts)
             timed_out = False
             with self.s.slots.take(weight):
                 t_start = time.monotonic()
@@ -1863,17 +1857,45 @@ class Run:
                 # launchers may report a timeout as exit 124, like timeout(1) (DockerLauncher does)
                 if code == TIMEOUT_EXIT_CODE and step.timeout and time.monotonic() - t_start >= step.timeout:
                     timed_out, code = True, None
-            if code == 0 and not timed_out:
+            delay = self._retry_delay(step, attempts, code, timed_out)
+            if delay is None:
                 break
-            if attempts > step.retries:
-                break
-            delay = _backoff(attempts)
-            why = f"timed out after {step.timeout}s" if timed_out else f"exit code {code}"
-            self.s.display.step_retry(self._dn(name), attempts, delay, why)
             time.sleep(delay)
         if not isinstance(launcher, LocalLauncher) and self.s.secrets:
             _scrub_log(log_path, list(self.s.secrets.values()))
         return self._outcome(step, decision, outs, log_path, code, timed_out, attempts, started, time.time())
+
+    def _announce(self, step: Step, log_path: Path, attempt: int) -> None:
+        """An attempt is about to start: its line in the log (after the first) and on the display.
+
+        Before the process starts: the display follows the log from the size it has now.
+        """
+        if attempt > 1:
+            with open(log_path, "ab") as log:
+                log.write(f"--- mlprism: attempt {attempt} of {step.retries + 1} ---\n".encode())
+        self.s.display.step_started(self._dn(step.name), step.run, log_path, attempt)
+
+    def _retry_delay(self, step: Step, attempts: int, code: int | None, timed_out: bool) -> float | None:
+        """After a failed attempt with retries left: the backoff before the next one (shown); else None."""
+        if (code == 0 and not timed_out) or attempts > step.retries:
+            return None
+        delay = _backoff(attempts)
+        why = f"timed out after {step.timeout}s" if timed_out else f"exit code {code}"
+        self.s.display.step_retry(self._dn(step.name), attempts, delay, why)
+        return delay
+
+    def _spawn(self, step: Step, log_path: Path, env: dict[str, str],
+               attempt: int) -> tuple[Started, float | None] | None:
+        """Announce and start an attempt with the local launcher: its process and its deadline (monotonic);
+        None if the launcher cannot start it."""
+        launcher = self.s.launcher
+        assert isinstance(launcher, LocalLauncher)
+        self._announce(step, log_path, attempt)
+        t_start = time.monotonic()
+        started = launcher.start(step.run, cwd=self.workdir, env=env, log_path=log_path)
+        if started is None:
+            return None
+        return started, t_start + float(step.timeout) if step.timeout else None
 
     def _start(self, step: Step, decision: Decision) -> _Inline | StepResult | None:
         """Start a step from the scheduling loop, without a worker thread; None: a worker runs it.
@@ -1899,17 +1921,12 @@ class Run:
             if early is not None:
                 return early
             outs, log_path, env = self._prepare(step)
-            launcher = self.s.launcher
-            assert isinstance(launcher, LocalLauncher)
-            # before the process starts: the display follows its log from the size it has now
-            self.s.display.step_started(self._dn(step.name), step.run, log_path, 1)
             started_at = time.time()
-            t_start = time.monotonic()
-            started = launcher.start(step.run, cwd=self.workdir, env=env, log_path=log_path)
-            if started is None:                  # posix_spawn turned out not to work here (once): a worker runs it
+            spawned = self._spawn(step, log_path, env, 1)
+            if spawned is None:                  # posix_spawn turned out not to work here (once): a worker runs it
                 return None
-            launch = _Inline(step, decision, started, outs, log_path, started_at, weight, guard,
-                             deadline=t_start + float(step.timeout) if step.timeout else None)
+            launch = _Inline(step, decision, spawned[0], outs, log_path, started_at, weight, guard,
+                             deadline=spawned[1])
             guard = None
             weight = None
             return launch
@@ -1937,10 +1954,8 @@ class Run:
                 _signal_group(launch.started.proc.pid, signal.SIGKILL)
             launch.code = None if launch.timed_out else code
             self._give_slots(launch)
-            if (launch.timed_out or code != 0) and launch.attempts <= step.retries and launch.retry:
-                delay = _backoff(launch.attempts)
-                why = f"timed out after {step.timeout}s" if launch.timed_out else f"exit code {code}"
-                self.s.display.step_retry(self._dn(step.name), launch.attempts, delay, why)
+            delay = self._retry_delay(step, launch.attempts, launch.code, launch.timed_out) if launch.retry else None
+            if delay is not None:
                 launch.retry_at = time.monotonic() + delay
                 retrying = True
                 return None
@@ -1961,19 +1976,12 @@ class Run:
             return False
         launch.weight = taken
         launch.attempts += 1
-        with open(launch.log_path, "ab") as log:
-            log.write(f"--- mlprism: attempt {launch.attempts} of {step.retries + 1} ---\n".encode())
-        self.s.display.step_started(self._dn(step.name), step.run, launch.log_path, launch.attempts)
-        launcher = self.s.launcher
-        assert isinstance(launcher, LocalLauncher)
-        t_start = time.monotonic()
-        started = launcher.start(step.run, cwd=self.workdir, env=self._step_env(step), log_path=launch.log_path)
-        if started is None:
+        spawned = self._spawn(step, launch.log_path, self._step_env(step), launch.attempts)
+        if spawned is None:
             raise RuntimeError("the local launcher could not start the step again")
-        launch.started = started
+        launch.started, launch.deadline = spawned
         launch.timed_out = False
         launch.kill_at = None
-        launch.deadline = t_start + float(step.timeout) if step.timeout else None
         return True
 
     def _give_slots(self, launch: _Inline) -> None:
