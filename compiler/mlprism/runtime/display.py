@@ -61,6 +61,7 @@ class Display:
     def run_started(self, run_id: str, title: str, total: int, jobs: int, unit: str = "step") -> None: ...
     def step_started(self, name: str, command: str, log_path: Path, attempt: int) -> None: ...
     def step_retry(self, name: str, attempt: int, delay: float, why: str) -> None: ...
+    # called again for a step shown as succeeded whose outputs then could not be cached (it failed)
     def step_finished(self, result: StepResult, name: str | None = None) -> None: ...
     def message(self, text: str, step: str | None = None, err: bool = False) -> None: ...
     def tick(self) -> None: ...
@@ -185,6 +186,7 @@ class LiveDisplay(PlainDisplay):
         self.console = Console(file=stream or sys.stdout)
         self._running: dict[str, _Tail] = {}
         self._counts: dict[str, int] = {}
+        self._status: dict[str, str] = {}     # step -> the status counted for it
         self._total = 0
         self._title = ""
         self._t0 = time.monotonic()
@@ -248,6 +250,10 @@ class LiveDisplay(PlainDisplay):
         name = name or result.name
         with self.lock:
             self._running.pop(name, None)
+            before = self._status.get(name)
+            if before is not None:           # shown again: it failed after it succeeded (its outputs not cached)
+                self._counts[before] -= 1
+            self._status[name] = result.status
             self._counts[result.status] = self._counts.get(result.status, 0) + 1
             self._print(f"{'✓' if result.ok else '✗'} {name}: {result.describe()}", err=not result.ok)
             self._refresh()

@@ -874,6 +874,15 @@ class _Inline:
     retry: bool = True                # False: the run is stopping, no more attempts
 
 
+@dataclass(slots=True)
+class _Unsaved:
+    """A run step's outputs, checked and hashed, not yet in the cache (see :meth:`Run._save_later`)."""
+
+    hashed: Mapping[str, tuple[Digest, bytes | None]]
+    record: StepRecord
+    guard: threading.Lock | None = None      # its in-flight lock, held until the record is written
+
+
 class _Waker:
     """An eventfd the scheduling loop polls beside its steps' pidfds; worker threads write it with a result.
 
@@ -1361,6 +1370,7 @@ class Run:
         env["MLPRISM_RUN_ID"] = run_id
         self.base_env = env
         self.results: dict[str, StepResult] = {}
+        self.unsaved: dict[str, _Unsaved] = {}     # succeeded steps the loop caches once their downstream started
         self.messages: list[str] = []
         self.label = ""                      # a sweep's run number, shown before step names
         self._made_dirs: set[str] = set()
@@ -1552,16 +1562,21 @@ class Run:
                 heapq.heappush(ready, (order[name], name))
 
         def submit(name: str, decision: Decision) -> None:
+            # a step counts as running once it is where the loop will find its result (watched, or with a
+            # worker), not before: an interrupt in between leaves no result to wait for
+            nonlocal running
             if inline is not None:
                 started = _safely(name, decision, self._start, index.steps[name], decision)
                 if isinstance(started, _Inline):
                     started = inline.add(started)
                     if started is None:
+                        running += 1
                         return
                 if started is not None:
-                    post(started)
+                    finish(started)
                     return
             pool.submit(lambda: post(_safely(name, decision, self._work, index.steps[name], decision)))
+            running += 1
 
         def collect(item: StepResult | str) -> None:
             nonlocal running
@@ -1571,19 +1586,42 @@ class Run:
                 running -= 1
                 finish(item)
 
+        def release(name: str) -> None:
+            for d in downs[name]:
+                waiting[d] -= 1
+                if waiting[d] == 0:
+                    heapq.heappush(ready, (order[d], d))
+
+        # Succeeded steps whose outputs are checked and hashed but not yet cached (see _exited): the
+        # steps they unblock start first, and these are cached and recorded while those run, off the
+        # critical path of a chain, where the runner would otherwise idle while its one step runs.
+        later: list[StepResult] = []
+
         def finish(result: StepResult) -> None:
+            if result.name in self.unsaved:
+                self.s.display.step_finished(result, self._dn(result.name))
+                release(result.name)
+                later.append(result)
+            else:
+                settle(result, released=False)
+
+        def settle(result: StepResult, released: bool) -> None:
             nonlocal stop, dirty
-            self._finish(result)
+            self._finish(result, shown=released)
             dirty = True
             if self.leader and result.name in share.names:
                 share.finished(result.name, result)
             if result.ok:
-                for d in downs[result.name]:
-                    waiting[d] -= 1
-                    if waiting[d] == 0:
-                        heapq.heappush(ready, (order[d], d))
+                if not released:
+                    release(result.name)
             elif not self.options.keep_going:
-                stop = True
+                stop = True          # (a step that fails late may have started some of its downstream)
+
+        def save_later() -> None:
+            while later:
+                result = later.pop(0)
+                self._save_later(result)
+                settle(result, released=True)
 
         with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="mlprism-step") as pool:
             try:
@@ -1616,8 +1654,8 @@ class Run:
                             continue
                         for o in step.outputs:
                             planner.predicted.pop(posixpath.normpath(o), None)
-                        running += 1
                         submit(name, decision)
+                    save_later()
                     if running == 0 and (stop or not parked):
                         break
                     if dirty and time.monotonic() - last_commit > COMMIT_EVERY:
@@ -1645,11 +1683,13 @@ class Run:
                         collect(item)
                     display.tick()
             except BaseException:
+                with contextlib.suppress(Exception):
+                    save_later()         # they finished: a resumed run must not run them again
                 self.s.terminate()
                 if inline is not None:
                     for result in inline.abort():
                         collect(result)
-                while running:
+                while running > 0:
                     item = done_q.get()
                     if not isinstance(item, str):
                         finish(item)
@@ -1959,14 +1999,19 @@ class Run:
                 launch.retry_at = time.monotonic() + delay
                 retrying = True
                 return None
-            return self._outcome_of(launch)
+            # a gate may still fail the step: it is cached at once; so is a step of a stopping run
+            result = self._outcome_of(launch, later=launch.retry and not step.gate)
+            unsaved = self.unsaved.get(step.name)
+            if unsaved is not None:
+                unsaved.guard, launch.guard = launch.guard, None
+            return result
         finally:
             if not retrying:
                 self._release(launch)
 
-    def _outcome_of(self, launch: _Inline) -> StepResult:
+    def _outcome_of(self, launch: _Inline, later: bool = False) -> StepResult:
         return self._outcome(launch.step, launch.decision, launch.outs, launch.log_path, launch.code,
-                             launch.timed_out, launch.attempts, launch.started_at, time.time())
+                             launch.timed_out, launch.attempts, launch.started_at, time.time(), later=later)
 
     def _restart(self, launch: _Inline) -> bool:
         """Start the next attempt of a step that waited for its backoff; False: no free slots yet."""
@@ -1997,8 +2042,12 @@ class Run:
             launch.guard = None
 
     def _outcome(self, step: Step, decision: Decision, outs: Sequence[str], log_path: Path, code: int | None,
-                 timed_out: bool, attempts: int, started: float, ended: float) -> StepResult:
-        """A run step's result: its exit, declared outputs and metrics checked; outputs hashed, cached, recorded."""
+                 timed_out: bool, attempts: int, started: float, ended: float, *, later: bool = False) -> StepResult:
+        """A run step's result: its exit, declared outputs and metrics checked; outputs hashed, cached, recorded.
+
+        ``later``: a succeeded step's outputs are cached and its record written by :meth:`_save_later`
+        (it is in ``unsaved`` until then).
+        """
         name = step.name
         fp = decision.fingerprint.digest
         root = os.fspath(self.workdir)
@@ -2028,26 +2077,48 @@ class Run:
                                   **base)  # type: ignore[arg-type]
         hashed = {o: self.s.hasher.digest_output(f"{root}/{o}", CACHE_SMALL) for o in outs}
         entries = {o: OutputEntry.of(d) for o, (d, _) in hashed.items()}
+        result = StepResult(name, "succeeded", metrics=metrics, outputs=entries, reason=decision.reason,
+                            **base)  # type: ignore[arg-type]
         if step.cache:
-            try:
-                for o, (d, data) in hashed.items():
-                    if data is None:
-                        self.s.cache.store(f"{root}/{o}", d)
-                    else:
-                        self.s.cache.store_bytes(data, d)       # the bytes that were hashed
-                self.s.cache.put_record(StepRecord(fp, name, entries, metrics, decision.fingerprint.components,
-                                                   time.time(), ended - started, self.run_id))
-            except OSError as exc:                                  # hardening: disk full while caching
-                if not is_write_failure(exc):
-                    raise
-                d410 = write_failure(exc, "the step's outputs into the cache", self.s.cache.root)
-                return StepResult(name, "failed", code="MLP410", error=f"{d410.message}; {d410.hint}",
-                                  **base)  # type: ignore[arg-type]
-        return StepResult(name, "succeeded", metrics=metrics, outputs=entries, reason=decision.reason,
-                          **base)  # type: ignore[arg-type]
+            record = StepRecord(fp, name, entries, metrics, decision.fingerprint.components, time.time(),
+                                ended - started, self.run_id)
+            if later:
+                self.unsaved[name] = _Unsaved(hashed, record)
+            else:
+                self._save(result, hashed, record)
+        return result
 
-    def _finish(self, r: StepResult) -> None:
-        """Main thread: gate, ledger, lock entry, display."""
+    def _save(self, result: StepResult, hashed: Mapping[str, tuple[Digest, bytes | None]],
+              record: StepRecord) -> None:
+        """Put a run step's outputs in the cache and write its record; a full disk fails the step (MLP410)."""
+        root = os.fspath(self.workdir)
+        try:
+            for o, (d, data) in hashed.items():
+                if data is None:
+                    self.s.cache.store(f"{root}/{o}", d)
+                else:
+                    self.s.cache.store_bytes(data, d)       # the bytes that were hashed
+            self.s.cache.put_record(record)
+        except OSError as exc:                                  # hardening: disk full while caching
+            if not is_write_failure(exc):
+                raise
+            d410 = write_failure(exc, "the step's outputs into the cache", self.s.cache.root)
+            _fail(result, "MLP410", f"{d410.message}; {d410.hint}")
+
+    def _save_later(self, result: StepResult) -> None:
+        """Cache a step whose outputs :meth:`_outcome` checked and hashed with ``later`` (see _loop), then give
+        back its in-flight lock. The result fails if that fails."""
+        unsaved = self.unsaved.pop(result.name)
+        try:
+            self._save(result, unsaved.hashed, unsaved.record)
+        except Exception as exc:  # a bug or an I/O error: as _safely
+            _fail(result, "MLP001", f"internal error: {type(exc).__name__}: {exc}")
+        finally:
+            if unsaved.guard is not None:
+                unsaved.guard.release()
+
+    def _finish(self, r: StepResult, shown: bool = False) -> None:
+        """Main thread: gate, ledger, lock entry, display (``shown``: the display has it, unless it failed since)."""
         step = self.index.steps[r.name]
         if r.ok and step.gate:
             report = evaluate_gate(step, r.metrics, self.champion)
@@ -2085,7 +2156,8 @@ class Run:
             if self.lock_steps.get(r.name) != entry:
                 self.lock_steps[r.name] = entry
                 self.lock_changed = True
-        self.s.display.step_finished(r, self._dn(r.name))
+        if not shown or not r.ok:
+            self.s.display.step_finished(r, self._dn(r.name))
 
     # -- after the loop ---------------------------------------------------------------------
     def _write_lock(self, data: Mapping[str, Digest]) -> bool:
@@ -2182,6 +2254,12 @@ def _safely(name: str, decision: Decision, work: Callable[..., _T], *args: Any) 
     except Exception as exc:  # a bug or an I/O error
         return StepResult(name, "failed", decision.fingerprint.digest, code="MLP001",
                           error=f"internal error: {type(exc).__name__}: {exc}")
+
+
+def _fail(result: StepResult, code: str, error: str) -> None:
+    """A succeeded step's result turned failed after the fact (its outputs could not be cached)."""
+    result.status, result.code, result.error = "failed", code, error
+    result.outputs, result.metrics, result.reason = {}, {}, ""
 
 
 def _disk_full_failure(workdir: Path, outs: Sequence[str], log_path: Path) -> str | None:

@@ -163,13 +163,13 @@ def test_the_in_flight_lock_is_held_until_the_record_is_written(cli, project, la
     # a sweep's other run waiting for the same fingerprint must find the record when it gets the lock,
     # not run the step a second time (test_run_speedups' no-op sweep saw `report` run twice)
     held: list[bool] = []
-    outcome = executor.Run._outcome
+    save = executor.Run._save
 
-    def spy(self: executor.Run, step, decision, *args):  # type: ignore[no-untyped-def]
-        held.append(self.s.inflight(decision.fingerprint.digest).locked())
-        return outcome(self, step, decision, *args)
+    def spy(self: executor.Run, result, hashed, record):  # type: ignore[no-untyped-def]
+        held.append(self.s.inflight(record.fingerprint).locked())
+        return save(self, result, hashed, record)
 
-    monkeypatch.setattr(executor.Run, "_outcome", spy)
+    monkeypatch.setattr(executor.Run, "_save", spy)
     proj = project({"pipeline.yaml": """
         apiVersion: mlprism/v1
         name: locks
@@ -179,6 +179,139 @@ def test_the_in_flight_lock_is_held_until_the_record_is_written(cli, project, la
     """})
     assert cli("run", "pipeline.yaml", "-j", "2", cwd=proj).code == 0
     assert launches == [] and held == [True, True]
+
+
+CHAIN = """
+    apiVersion: mlprism/v1
+    name: chain
+    steps:
+      a: {run: echo a > a.txt, outputs: [a.txt]}
+      b: {run: cat a.txt > b.txt; echo b >> b.txt, inputs: [a.txt], outputs: [b.txt]}
+      c: {run: cat b.txt > c.txt; echo c >> c.txt, inputs: [b.txt], outputs: [c.txt]}
+      gated:
+        run: cat c.txt > g.txt; printf '{"acc":0.9}' > m.json
+        inputs: [c.txt]
+        outputs: [g.txt]
+        metrics: m.json
+        gate: [{metric: acc, min: 0.5}]
+      last: {run: cat g.txt > z.txt, inputs: [g.txt], outputs: [z.txt]}
+"""
+
+
+@pytest.fixture
+def events(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """"start X" when the loop starts step X, "save X" when X's outputs are cached and its record written."""
+    seen: list[str] = []
+    start, save = executor.Run._start, executor.Run._save
+
+    def spy_start(self: executor.Run, step, decision):  # type: ignore[no-untyped-def]
+        seen.append(f"start {step.name}")
+        return start(self, step, decision)
+
+    def spy_save(self: executor.Run, result, hashed, record):  # type: ignore[no-untyped-def]
+        seen.append(f"save {result.name}")
+        return save(self, result, hashed, record)
+
+    monkeypatch.setattr(executor.Run, "_start", spy_start)
+    monkeypatch.setattr(executor.Run, "_save", spy_save)
+    yield seen
+
+
+def test_a_step_is_cached_while_the_step_it_unblocked_runs(cli, project, launches: list[str],
+                                                           events: list[str]) -> None:
+    # in a chain the runner would idle while the one step runs: the step before is cached then;
+    # a gated step is cached before its downstream starts (the gate could still fail it)
+    proj = project({"pipeline.yaml": CHAIN})
+    r = cli("run", "pipeline.yaml", "-j", "2", cwd=proj)
+    assert r.code == 0, r.out + r.err
+    assert launches == []
+    assert events == ["start a", "start b", "save a", "start c", "save b", "start gated", "save c",
+                      "save gated", "start last", "save last"]
+    lines = r.out.splitlines()                      # shown as done before the step it unblocked starts
+    assert [x for x in lines if x.startswith(("[a] ok in ", "[b] run: "))] == [
+        next(x for x in lines if x.startswith("[a] ok in ")), "[b] run: cat a.txt > b.txt; echo b >> b.txt"]
+    lock = (proj / "mlprism.lock").read_text()
+    assert all(f"  {n}:" in lock for n in ("a", "b", "c", "gated", "last"))
+    r = cli("run", "pipeline.yaml", "-j", "2", "--json", cwd=proj)
+    assert r.code == 0 and {s["status"] for s in json.loads(r.out)["steps"].values()} == {"cached"}
+
+
+def test_a_step_whose_outputs_cannot_be_cached_fails_after_its_downstream_started(
+        cli, project, events: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from mlprism.runtime.cache import Cache
+
+    put = Cache.put_record
+
+    def full(self: Cache, record):  # type: ignore[no-untyped-def]
+        if record.step == "a":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return put(self, record)
+
+    monkeypatch.setattr(Cache, "put_record", full)
+    proj = project({"pipeline.yaml": CHAIN})
+    r = cli("run", "pipeline.yaml", "-j", "2", "--json", cwd=proj)
+    assert r.code == 1, r.out + r.err
+    steps = json.loads(r.out)["steps"]
+    assert steps["a"]["status"] == "failed" and steps["a"]["code"] == "MLP410"
+    assert "cannot write the step's outputs into the cache" in steps["a"]["error"]
+    assert steps["a"]["outputs"] == {}
+    # b had started on a's (whole) output: it ends and is recorded; nothing after it starts
+    assert steps["b"]["status"] == "succeeded"
+    assert [steps[n]["status"] for n in ("c", "gated", "last")] == ["cancelled", "blocked", "blocked"]
+    assert events[:3] == ["start a", "start b", "save a"] and "start c" not in events
+    lock = (proj / "mlprism.lock").read_text()
+    assert "  b:" in lock and "  a:" not in lock
+    monkeypatch.setattr(Cache, "put_record", put)
+    r = cli("run", "pipeline.yaml", "-j", "2", "--json", cwd=proj)
+    assert r.code == 0, r.out + r.err
+    steps = json.loads(r.out)["steps"]
+    assert steps["a"]["status"] == "succeeded" and steps["b"]["status"] == "cached"     # a's output is the same
+    assert all(steps[n]["status"] == "succeeded" for n in ("c", "gated", "last"))
+
+
+def test_the_plain_display_shows_a_step_that_failed_late_twice(cli, project, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from mlprism.runtime.cache import Cache
+
+    put = Cache.put_record
+
+    def full(self: Cache, record):  # type: ignore[no-untyped-def]
+        if record.step == "a":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return put(self, record)
+
+    monkeypatch.setattr(Cache, "put_record", full)
+    proj = project({"pipeline.yaml": CHAIN})
+    r = cli("run", "pipeline.yaml", "-j", "2", cwd=proj)
+    shown = [x for x in (r.out + r.err).splitlines() if x.startswith("[a] ")]
+    assert shown[1].startswith("[a] ok in "), shown
+    assert shown[2].startswith("[a] FAILED [MLP410]: cannot write the step's outputs into the cache"), shown
+
+
+def test_an_interrupt_caches_the_steps_that_finished(cli, project, events: list[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # a finished step not yet cached when the run is interrupted is cached before the run stops:
+    # the next run does not run it again
+    start = executor.Run._start
+
+    def interrupted(self: executor.Run, step, decision):  # type: ignore[no-untyped-def]
+        if step.name == "b":
+            raise KeyboardInterrupt
+        return start(self, step, decision)
+
+    monkeypatch.setattr(executor.Run, "_start", interrupted)
+    proj = project({"pipeline.yaml": CHAIN})
+    r = cli("run", "pipeline.yaml", "-j", "2", "--json", cwd=proj)
+    assert r.code != 0
+    assert events == ["start a", "save a"]           # b was interrupted as it started
+    monkeypatch.setattr(executor.Run, "_start", start)
+    r = cli("run", "pipeline.yaml", "-j", "2", "--json", cwd=proj)
+    assert r.code == 0, r.out + r.err
+    steps = json.loads(r.out)["steps"]
+    assert steps["a"]["status"] == "cached" and steps["b"]["status"] == "succeeded"
 
 
 def test_a_weighted_step_waits_for_the_slots_inline_steps_hold(cli, project, launches: list[str]) -> None:
