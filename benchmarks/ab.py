@@ -13,7 +13,7 @@ round's then measures the machine. Here each version is exported (`git archive`)
 code first on PYTHONPATH. Cases:
 
   small    `mlprism validate` on a 3-step spec
-  run      `mlprism run -q -j 2`, N = 1,000, diamond and mix: cold (a never-run project) and no-op
+  run      `mlprism run -q -j 2`, N = 1,000, chain, diamond and mix: cold (a never-run project) and no-op
   compile  `mlprism compile` of N = 10,000 to every target that takes the shape
 
 Each line: median wall (min-max) and median CPU (user + system of the process tree) per version.
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         d = project("chain", 3, args.workdir)
         case("validate, 3 steps", trees, d, ["validate", "pipeline.yaml"], args.runs, lambda t, d: None)
     if "run" in cases:
-        for shape in ("diamond", "mix"):
+        for shape in ("chain", "diamond", "mix"):
             d = project(shape, 1000, args.workdir)
             case(f"{shape} 1,000 cold run", trees, d, RUN, args.runs, lambda t, d: reset(d))
 
