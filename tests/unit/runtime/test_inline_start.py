@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -217,6 +217,24 @@ def events(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     yield seen
 
 
+@pytest.fixture
+def no_room_for_a(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], None]]:
+    """Writing step `a`'s record fails with ENOSPC (as on a full disk) until the function it gives is called."""
+    import errno
+
+    from mlprism.runtime.cache import Cache
+
+    put = Cache.put_record
+
+    def full(self: Cache, record):  # type: ignore[no-untyped-def]
+        if record.step == "a":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return put(self, record)
+
+    monkeypatch.setattr(Cache, "put_record", full)
+    yield lambda: monkeypatch.setattr(Cache, "put_record", put)
+
+
 def test_a_step_is_cached_while_the_step_it_unblocked_runs(cli, project, launches: list[str],
                                                            events: list[str]) -> None:
     # in a chain the runner would idle while the one step runs: the step before is cached then;
@@ -237,19 +255,7 @@ def test_a_step_is_cached_while_the_step_it_unblocked_runs(cli, project, launche
 
 
 def test_a_step_whose_outputs_cannot_be_cached_fails_after_its_downstream_started(
-        cli, project, events: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    import errno
-
-    from mlprism.runtime.cache import Cache
-
-    put = Cache.put_record
-
-    def full(self: Cache, record):  # type: ignore[no-untyped-def]
-        if record.step == "a":
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return put(self, record)
-
-    monkeypatch.setattr(Cache, "put_record", full)
+        cli, project, events: list[str], no_room_for_a: Callable[[], None]) -> None:
     proj = project({"pipeline.yaml": CHAIN})
     r = cli("run", "pipeline.yaml", "-j", "2", "--json", cwd=proj)
     assert r.code == 1, r.out + r.err
@@ -263,7 +269,7 @@ def test_a_step_whose_outputs_cannot_be_cached_fails_after_its_downstream_starte
     assert events[:3] == ["start a", "start b", "save a"] and "start c" not in events
     lock = (proj / "mlprism.lock").read_text()
     assert "  b:" in lock and "  a:" not in lock
-    monkeypatch.setattr(Cache, "put_record", put)
+    no_room_for_a()                                          # room again
     r = cli("run", "pipeline.yaml", "-j", "2", "--json", cwd=proj)
     assert r.code == 0, r.out + r.err
     steps = json.loads(r.out)["steps"]
@@ -271,19 +277,7 @@ def test_a_step_whose_outputs_cannot_be_cached_fails_after_its_downstream_starte
     assert all(steps[n]["status"] == "succeeded" for n in ("c", "gated", "last"))
 
 
-def test_the_plain_display_shows_a_step_that_failed_late_twice(cli, project, monkeypatch: pytest.MonkeyPatch) -> None:
-    import errno
-
-    from mlprism.runtime.cache import Cache
-
-    put = Cache.put_record
-
-    def full(self: Cache, record):  # type: ignore[no-untyped-def]
-        if record.step == "a":
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return put(self, record)
-
-    monkeypatch.setattr(Cache, "put_record", full)
+def test_the_plain_display_shows_a_step_that_failed_late_twice(cli, project, no_room_for_a: Callable[[], None]) -> None:
     proj = project({"pipeline.yaml": CHAIN})
     r = cli("run", "pipeline.yaml", "-j", "2", cwd=proj)
     shown = [x for x in (r.out + r.err).splitlines() if x.startswith("[a] ")]
