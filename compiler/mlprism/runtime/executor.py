@@ -1698,6 +1698,10 @@ class Run:
             finally:
                 if inline is not None:
                     inline.close()
+                for unsaved in self.unsaved.values():   # an interrupt between two saves: no lock kept
+                    if unsaved.guard is not None:
+                        unsaved.guard.release()
+                self.unsaved.clear()
                 if self.leader:
                     for name in sorted(share.names - self.results.keys()):
                         share.finished(name, None)          # release the followers, whatever happened here

@@ -308,6 +308,28 @@ def test_an_interrupt_caches_the_steps_that_finished(cli, project, events: list[
     assert steps["a"]["status"] == "cached" and steps["b"]["status"] == "succeeded"
 
 
+def test_an_interrupt_between_saves_leaves_no_in_flight_lock_held(cli, project,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # a sweep's other runs wait on these locks: one kept by a step whose save was cut short would hang them
+    locks: list[object] = []
+    inflight = executor.Session.inflight
+
+    def spy(self: executor.Session, fingerprint: str):  # type: ignore[no-untyped-def]
+        lock = inflight(self, fingerprint)
+        locks.append(lock)
+        return lock
+
+    def interrupted(self: executor.Run, result: executor.StepResult) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(executor.Session, "inflight", spy)
+    monkeypatch.setattr(executor.Run, "_save_later", interrupted)
+    proj = project({"pipeline.yaml": CHAIN})
+    r = cli("run", "pipeline.yaml", "-j", "2", cwd=proj)
+    assert r.code != 0 and locks
+    assert not any(lock.locked() for lock in locks)  # type: ignore[attr-defined]
+
+
 def test_a_weighted_step_waits_for_the_slots_inline_steps_hold(cli, project, launches: list[str]) -> None:
     proj = project({"pipeline.yaml": """
         apiVersion: mlprism/v1
