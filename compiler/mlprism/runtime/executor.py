@@ -826,9 +826,13 @@ class Slots:
         self._free = self.total
         self._cond = threading.Condition()
 
+    def _clamp(self, weight: int) -> int:
+        """A step asks for at least one slot and gets at most all of them."""
+        return min(max(1, weight), self.total)
+
     @contextlib.contextmanager
     def take(self, weight: int) -> Iterator[None]:
-        weight = min(max(1, weight), self.total)
+        weight = self._clamp(weight)
         with self._cond:
             while self._free < weight:
                 self._cond.wait()
@@ -840,7 +844,7 @@ class Slots:
 
     def try_take(self, weight: int) -> int | None:
         """Take ``weight`` slots if they are free now: the weight taken (give it back), or None."""
-        weight = min(max(1, weight), self.total)
+        weight = self._clamp(weight)
         with self._cond:
             if self._free < weight:
                 return None
@@ -1690,10 +1694,7 @@ class Run:
                     for result in inline.abort():
                         collect(result)
                 while running > 0:
-                    item = done_q.get()
-                    if not isinstance(item, str):
-                        finish(item)
-                        running -= 1
+                    collect(done_q.get())
                 raise
             finally:
                 if inline is not None:
@@ -2116,7 +2117,7 @@ class Run:
         try:
             self._save(result, unsaved.hashed, unsaved.record)
         except Exception as exc:  # a bug or an I/O error: as _safely
-            _fail(result, "MLP001", f"internal error: {type(exc).__name__}: {exc}")
+            _fail(result, "MLP001", _internal_error(exc))
         finally:
             if unsaved.guard is not None:
                 unsaved.guard.release()
@@ -2256,8 +2257,11 @@ def _safely(name: str, decision: Decision, work: Callable[..., _T], *args: Any) 
         d = exc.diagnostics[0]
         return StepResult(name, "failed", decision.fingerprint.digest, code=d.code, error=d.message)
     except Exception as exc:  # a bug or an I/O error
-        return StepResult(name, "failed", decision.fingerprint.digest, code="MLP001",
-                          error=f"internal error: {type(exc).__name__}: {exc}")
+        return StepResult(name, "failed", decision.fingerprint.digest, code="MLP001", error=_internal_error(exc))
+
+
+def _internal_error(exc: Exception) -> str:
+    return f"internal error: {type(exc).__name__}: {exc}"
 
 
 def _fail(result: StepResult, code: str, error: str) -> None:
