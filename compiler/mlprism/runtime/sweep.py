@@ -238,7 +238,7 @@ def run_sweep(project_dir: Path, pipeline: Pipeline, options: RunOptions) -> Run
             chosen_res = results[best]
             assert chosen_res is not None
             steps = chosen_res.steps
-            _restore_outputs(session, chosen, project_dir)
+            _restore_outputs(session, chosen, project_dir, runs[0])
             lock_written = _write_project_lock(session, chosen, project_dir, runs[0].lock)
             data = {d.name: session.hasher.digest(project_dir / d.path) for d in chosen.pipeline.data}
             chosen.workdir = project_dir
@@ -343,12 +343,21 @@ def _select(table: list[dict[str, Any]], metric: str, goal: str) -> int | None:
     return pick(candidates, key=lambda iv: (iv[1], -iv[0]) if goal == "max" else (iv[1], iv[0]))[0]
 
 
-def _restore_outputs(session: Session, run: Run, project_dir: Path) -> None:
-    """Put the selected run's outputs into the project (from the cache, else from its workspace)."""
+def _restore_outputs(session: Session, run: Run, project_dir: Path, leader: Run) -> None:
+    """Put the selected run's outputs into the project (from the cache, else from its workspace).
+
+    The outputs of the steps the leader ran are in the project with the hashes taken when each
+    step exited: they are compared by those, not read again (the stat cache does not vouch for a
+    file written less than ``RACY_NS`` before it was hashed, so a big output just written would
+    be read in full a second time). Any other output is hashed where it is now.
+    """
+    written = {posixpath.normpath(rel): e.hash for r in leader.results.values()
+               if r.status == "succeeded" for rel, e in r.outputs.items()}
     for r in run.results.values():
         for rel, entry in r.outputs.items():
             dest = project_dir / rel
-            if session.hasher.digest(dest).hash == entry.hash:
+            current = written.get(posixpath.normpath(rel))
+            if (current if current is not None else session.hasher.digest(dest).hash) == entry.hash:
                 continue
             if session.cache.can_restore(entry):
                 session.cache.restore(dest, entry)

@@ -167,6 +167,46 @@ def test_shared_steps_run_once_by_the_leader_in_the_project(cli, project, tmp_pa
     assert r.code == 0 and _log(log) == [] and (proj / "out" / "prep.txt").read_text() == "p\n"
 
 
+@pytest.mark.parametrize("goal", ["min", "max"])
+def test_the_outputs_the_leader_wrote_are_not_read_again_to_select(cli, project, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch, goal: str) -> None:
+    """Putting the selected run's outputs in the project compares what the leader ran by the hashes taken when
+    each step exited (a fresh output is not vouched for by the stat cache: it would be read in full again)."""
+    from mlprism.runtime import sweep
+    from mlprism.runtime.hashing import Hasher
+
+    monkeypatch.setenv("LOG", str(tmp_path / "log.txt"))
+    proj = project({"pipeline.yaml": SHARED.replace("GOAL", goal)})
+    looked: list[str] = []
+    selecting = False
+    digest, restore = Hasher.digest, sweep._restore_outputs
+
+    def watched_digest(self: Hasher, path: str | os.PathLike[str]) -> object:
+        if selecting:
+            looked.append(Path(path).relative_to(proj).as_posix())
+        return digest(self, path)
+
+    def watched_restore(*args: object) -> None:
+        nonlocal selecting
+        selecting = True
+        try:
+            restore(*args)
+        finally:
+            selecting = False
+
+    monkeypatch.setattr(Hasher, "digest", watched_digest)
+    monkeypatch.setattr(sweep, "_restore_outputs", watched_restore)
+    r = cli("run", "pipeline.yaml", "-j", "3", cwd=proj)
+    assert r.code == 0, r.out + r.err
+    assert looked == []                          # prep, feat and train (k=1) ran in the project: known hashes
+    assert (proj / "out" / "m.txt").read_text() == "p\n"
+    (proj / "out" / "m.txt").write_text("changed by hand\n")
+    r = cli("run", "pipeline.yaml", "-j", "3", cwd=proj)    # nothing runs: each output is looked at where it is
+    assert r.code == 0 and sorted(looked) == ["out/feat.txt", "out/m.json", "out/m.txt", "out/other.txt",
+                                                      "out/prep.txt"], looked
+    assert (proj / "out" / "m.txt").read_text() == "p\n"      # and the selected version put back
+
+
 def test_followers_are_released_when_the_leader_stops_before_a_shared_step(cli, project, tmp_path: Path,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """k=1's own step fails first and its run stops: k=2 must not wait for shared steps that will never run."""
