@@ -107,3 +107,19 @@ def test_ab_runs_two_versions_in_turn(tmp_path: Path) -> None:
     assert " | HEAD " in line and " | WORKTREE " in line and "exit" not in line, line
     for name in ("a", "b"):
         assert list((tmp_path / "ab" / name / "compiler" / "mlprism").glob("__pycache__/*.pyc"))
+
+
+def test_phases_times_the_stages_of_a_run(tmp_path: Path) -> None:
+    """benchmarks/phases.py finds every stage it times in the current code (a renamed internal shows here)."""
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "phases.py"), "mix", "12", "--no-op", "--workdir", str(tmp_path)],
+        capture_output=True, text=True, timeout=180, check=False, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "not timed" not in out, out                  # a sweep imports every module phases.py times
+    cold, noop = out.split("no-op run 1:")
+    for label in ("IR cache key", "compile", "IR cache write (sweep)", "shared steps", "loop", "lock file (sweep)",
+                  "posix_spawn, ", "exit (seen inside / from outside)"):
+        assert f"  {label}" in cold, (label, cold)
+    assert "EXIT" not in out and "compile " not in noop, out        # the rerun takes the IR from the cache
+    assert noop.count("  loop ") == 3, noop                         # one loop per combination of the sweep
