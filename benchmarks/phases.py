@@ -14,7 +14,8 @@ lock file, and every ``posix_spawn`` of a step (count, total, median, 90th perce
 A timer costs about a microsecond a call: the loop's steps are not timed one by one.
 
 The project is generated with ``benchmarks/specs.py`` under --workdir (a tmpfs by default)
-and copied afresh for each cold run. Internals that a version of mlprism no longer has are
+and reset to a never-run state before each cold run; mlprism's bytecode is written first, as
+``run.py`` and ``ab.py`` do. Internals that a version of mlprism no longer has are
 reported as not timed, not guessed; so are the stages of a module the run never imports.
 """
 
@@ -23,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -182,17 +182,6 @@ def render(report: dict[str, Any], steps: int) -> list[str]:
     return lines
 
 
-def reset(d: Path) -> None:
-    for name in (".mlprism", "out", "metrics", "mlprism.lock"):
-        p = d / name
-        if p.is_dir():
-            shutil.rmtree(p)
-        elif p.exists():
-            p.unlink()
-    (d / "out").mkdir()
-    (d / "metrics").mkdir()
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("shape", help="chain, fan, diamond or mix (benchmarks/specs.py)")
@@ -202,15 +191,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", type=Path, default=Path("/dev/shm/mlprism-phases"))
     args = ap.parse_args(argv)
     import specs
+    from ab import project as generate
+    from ab import reset
+    from run import precompile
 
     if args.shape not in specs.SHAPES:
         ap.error(f"unknown shape {args.shape!r}: one of {', '.join(specs.SHAPES)}")
-    project = args.workdir / f"{args.shape}-{args.n}"
-    if project.exists():
-        shutil.rmtree(project)
-    specs.write_mlprism_project(specs.generate(args.shape, args.n), project)
-    for name in ("out", "metrics"):
-        (project / name).mkdir(exist_ok=True)
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    project = generate(args.shape, args.n, args.workdir)
+    precompile()
     print(f"# phases of `mlprism run pipeline.yaml -q -j 2`: {args.shape}, {args.n:,} steps "
           f"({time.strftime('%Y-%m-%d %H:%M')}; load average {os.getloadavg()[0]:.1f})")
     print("#   stage                              at (s)  took")
