@@ -1,7 +1,7 @@
 """Where one `mlprism run` spends its time: the stages of a whole process, on a timeline.
 
     .venv/bin/python benchmarks/phases.py chain 1000               # one cold run of a generated project
-    .venv/bin/python benchmarks/phases.py mix 1000 --runs 3        # three cold runs, each in a fresh copy
+    .venv/bin/python benchmarks/phases.py mix 1000 --runs 3        # three cold runs, each from a never-run state
     .venv/bin/python benchmarks/phases.py diamond 1000 --no-op     # a cold run, then the same command again
 
 ``run.py`` and ``ab.py`` time whole processes; this says what is inside one. Each run is a new
