@@ -1649,6 +1649,13 @@ class Run:
                             finish(StepResult(name, "failed", code="MLP410", error=f"cannot hash inputs: {exc}"))
                             continue
                         if decision.action == "cached":
+                            if self.leader and name in share.names:
+                                try:
+                                    self._keep_for_followers(decision)
+                                except OSError as exc:
+                                    finish(StepResult(name, "failed", decision.fingerprint.digest, code="MLP410",
+                                                      error=f"cannot cache outputs: {exc}"))
+                                    continue
                             finish(self._cached(step, decision))
                             continue
                         if self.lazy and self._defer(step, decision):
@@ -1708,6 +1715,20 @@ class Run:
                         share.finished(name, None)          # release the followers, whatever happened here
 
     # -- deferred outputs (lazy workspaces) -----------------------------------------------------
+    def _keep_for_followers(self, decision: Decision) -> None:
+        """Put a shared step's up-to-date outputs in the cache if only the project holds them.
+
+        The followers take a shared step's outputs from the cache (see _shared). The lock file
+        vouches for outputs without any cache (a teammate's checkout, a removed ``.mlprism``), and
+        a record may outlive an object: what the leader found up to date in the project is stored,
+        under the digests it just compared (``decision.outputs``).
+        """
+        assert decision.record is not None
+        cache = self.s.cache
+        for path, entry in decision.record.outputs.items():
+            if not cache.can_restore(entry):
+                cache.store(self.workdir / path, decision.outputs[path])
+
     def _shared(self, step: Step, lead: StepResult) -> StepResult:
         """A follower's result for a shared step the leader finished: the same fingerprint, outputs left in the cache.
 

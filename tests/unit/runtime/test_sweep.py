@@ -207,6 +207,26 @@ def test_the_outputs_the_leader_wrote_are_not_read_again_to_select(cli, project,
     assert (proj / "out" / "m.txt").read_text() == "p\n"      # and the selected version put back
 
 
+def test_shared_steps_vouched_for_by_the_lock_file_alone_reach_the_followers(cli, project, tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A teammate's checkout: the lock file and the outputs, no cache. The leader finds the shared steps up to
+    date in the project; the followers take their outputs from the cache, so the leader puts them there."""
+    import shutil
+
+    log = tmp_path / "log.txt"
+    monkeypatch.setenv("LOG", str(log))
+    proj = project({"pipeline.yaml": SHARED.replace("GOAL", "min")})
+    r = cli("run", "pipeline.yaml", "-j", "3", cwd=proj)
+    assert r.code == 0 and len(_log(log)) == 5, r.out + r.err
+    shutil.rmtree(proj / ".mlprism")
+    r = cli("run", "pipeline.yaml", "-j", "3", cwd=proj)
+    assert r.code == 0, r.out + r.err
+    # prep and feat are not run again (the lock file says they are up to date); k=1's train neither (the
+    # lock file holds the selected combination's); k=2 and k=3 run theirs, reading feat.txt from the cache
+    assert _log(log) == ["train 2: feat.txt", "train 3: feat.txt"], r.out
+    assert (proj / "out" / "m.json").read_text().strip() == '{"acc": 1}'
+
+
 def test_followers_are_released_when_the_leader_stops_before_a_shared_step(cli, project, tmp_path: Path,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """k=1's own step fails first and its run stops: k=2 must not wait for shared steps that will never run."""
