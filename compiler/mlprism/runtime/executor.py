@@ -1071,6 +1071,8 @@ class Session:
         self.no_escapes: set[tuple[Any, ...]] = set()     # path sets found free of symlink escapes (a sweep's runs)
         self._escapes_guard = threading.Lock()
         self.git_commit: str | None = None
+        #: set when the runner stops (an interrupt): every run's loop then starts nothing more
+        self.stopping = threading.Event()
 
     def __enter__(self) -> Session:
         try:
@@ -1131,6 +1133,8 @@ class Session:
             return lock
 
     def terminate(self) -> None:
+        """Stop: no run of this session starts another step, and the running ones are killed."""
+        self.stopping.set()
         term = getattr(self.launcher, "terminate_all", None)
         if term is not None:
             term()
@@ -1495,6 +1499,9 @@ class Run:
         try:
             self._loop(planner)
             status = "succeeded" if all(r.ok for r in self.results.values()) else "failed"
+            if self.s.stopping.is_set() and (status == "failed" or len(self.results) < len(self.selected)):
+                status = "interrupted"            # stopped by another thread's interrupt (a sweep's)
+                self.messages.append("interrupted: running steps were stopped")
         except KeyboardInterrupt:
             self.s.terminate()
             status = "interrupted"
@@ -1630,6 +1637,8 @@ class Run:
         with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="mlprism-step") as pool:
             try:
                 while True:
+                    if self.s.stopping.is_set():
+                        stop = True               # another thread stopped the session (a sweep interrupted)
                     while ready and not stop and running < jobs:
                         _, name = heapq.heappop(ready)
                         step = index.steps[name]
@@ -2393,7 +2402,9 @@ def _run_pipeline(project_dir: Path, pipeline: Pipeline, options: RunOptions | N
     if _sweep_applies(pipeline, options):
         from mlprism.runtime.sweep import run_sweep
 
-        return _mirror(project_dir, pipeline, run_sweep(project_dir, pipeline, options))
+        with _term_as_interrupt():
+            result = run_sweep(project_dir, pipeline, options)
+        return _mirror(project_dir, pipeline, result)
     select_steps(pipeline, options)                # unknown names: MLP407 before anything else
     if options.dry_run:
         return plan_pipeline(project_dir, pipeline, options)
@@ -2429,30 +2440,32 @@ def _mirror(project_dir: Path, pipeline: Pipeline, result: RunResult) -> RunResu
 def _run_once(project_dir: Path, pipeline: Pipeline, options: RunOptions) -> RunResult:
     check_secrets(pipeline, options.env)
     with Session(project_dir, pipeline, options) as session:
-        signal_guard = _TermAsInterrupt() if threading.current_thread() is threading.main_thread() else None
-        try:
+        with _term_as_interrupt():
             run = Run(session, project_dir, pipeline, options, new_run_id(), register=options.register)
             result = run.execute()
-        finally:
-            if signal_guard:
-                signal_guard.restore()
         session.display.run_finished(_summary(result), result.ok)
         return result
 
 
-class _TermAsInterrupt:
-    """SIGTERM stops a run like Ctrl-C: running steps are killed, the state is saved."""
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
-    def __init__(self) -> None:
-        self._old = signal.getsignal(signal.SIGTERM)
-        signal.signal(signal.SIGTERM, self._handle)
 
-    @staticmethod
-    def _handle(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
+@contextlib.contextmanager
+def _term_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops a run (or a sweep) like Ctrl-C: running steps are killed, the state is saved.
 
-    def restore(self) -> None:
-        signal.signal(signal.SIGTERM, self._old)
+    Only in the main thread (where Python runs signal handlers); elsewhere nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def plan_decisions(project_dir: Path, pipeline: Pipeline, options: RunOptions | None = None,

@@ -216,10 +216,16 @@ def run_sweep(project_dir: Path, pipeline: Pipeline, options: RunOptions) -> Run
         try:
             with ThreadPoolExecutor(max_workers=min(len(runs), session.jobs), thread_name_prefix="mlprism-sweep") as pool:
                 futures = [pool.submit(go, i) for i in range(len(runs))]
-                for f in futures:
-                    f.result()
+                try:
+                    for f in futures:
+                        f.result()
+                except KeyboardInterrupt:
+                    # stop every combination's steps now: leaving the pool waits for each run to end
+                    for f in futures:
+                        f.cancel()
+                    session.terminate()
+                    raise
         except KeyboardInterrupt:
-            session.terminate()
             ledger.finish_run(sweep_id, "interrupted")
             raise
         table = []

@@ -303,3 +303,56 @@ def test_status_and_dry_run_consider_every_combination(cli, project, tmp_path: P
     assert "to explain one, add its overrides, e.g. `params.k=1`" in r.out, r.out
     r = cli("explain", "pipeline.yaml", "train", "params.k=4", cwd=proj)
     assert r.code == 0 and "is up to date" in r.out and "note:" not in r.out, r.out
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_an_interrupted_sweep_stops_every_combination_at_once(project, tmp_path: Path, signame: str) -> None:
+    """Ctrl-C (or SIGTERM, as for a plain run) stops the steps of every combination. Before, a sweep waited for
+    them to finish on their own after Ctrl-C, and SIGTERM killed the runner and left them running."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from mlprism.runtime.ledger import Ledger
+
+    from tests.conftest import BIN
+    from tests.unit.runtime.test_inline_start import _group_gone
+
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    proj = project({"pipeline.yaml": """
+        apiVersion: mlprism/v1
+        name: long
+        params: {k: 1}
+        steps:
+          prep: {run: echo p > p.txt, outputs: [p.txt]}
+          train:
+            run: echo $$ > "$PIDS/${params.k}"; sleep 60; cat p.txt > m.txt
+            inputs: [p.txt]
+            outputs: [m.txt]
+        sweep:
+          params: {k: [1, 2, 3]}
+    """})
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "PIDS": str(pids)}
+    proc = subprocess.Popen([str(BIN / "mlprism"), "run", "pipeline.yaml", "-j", "3"], cwd=proj, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    started: list[int] = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len(started) < 3:
+        started = [int(p.read_text()) for p in pids.iterdir() if p.read_text().strip()]
+        time.sleep(0.05)
+    assert len(started) == 3, "the combinations' steps did not start"
+    t0 = time.monotonic()
+    proc.send_signal(getattr(signal, signame))
+    out, err = proc.communicate(timeout=60)
+    assert time.monotonic() - t0 < 10, out + err                   # not the steps' 60 s
+    assert proc.returncode != 0 and "interrupted" in out + err, out + err
+    for pid in started:                                             # every combination's process group is gone
+        assert _group_gone(pid), f"process group {pid} still runs"
+    with Ledger(proj / ".mlprism" / "ledger.db") as ledger:
+        [sweep] = [r for r in ledger.list_runs() if r["kind"] == "sweep"]
+        assert sweep["status"] == "interrupted"
+        assert {c["status"] for c in ledger.children(sweep["id"])} == {"interrupted"}, json.dumps(
+            ledger.children(sweep["id"]), default=str)
