@@ -1172,7 +1172,10 @@ def diff_components(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]
     """Why two fingerprints differ, one sentence per changed part."""
     out: list[str] = []
     if "command" in old and old.get("command") != new.get("command"):
-        out.append(f"command changed: `{old.get('command')}` → `{new.get('command')}`")
+        a, b = (" ".join(str(c).split()) for c in (old.get("command"), new.get("command")))
+        if a == b:                   # only the whitespace differs: show it
+            a, b = repr(old.get("command")), repr(new.get("command"))
+        out.append(f"command changed: `{a}` → `{b}`")      # one line each (a block scalar ends with a newline)
     for kind, label in (("params", "param"), ("env", "environment variable")):
         if kind not in old:
             continue

@@ -82,3 +82,15 @@ def test_machine_independent(tmp_path: Path) -> None:
         (d / "data" / "train.csv").write_text("x,y\n1,2\n")
         fps.append(fingerprint_step(d, p, "train", environ={}).digest)
     assert fps[0] == fps[1]
+
+
+def test_a_changed_command_is_told_on_one_line() -> None:
+    """A command written as a YAML block scalar has newlines; `status` and `explain` show it on one line."""
+    from mlprism.runtime.executor import diff_components
+
+    old = {"command": 'test "3" != 2 &&\n  cat a.txt > b.txt\n'}
+    new = {"command": 'test "2" != 2 &&\n  cat a.txt > b.txt\n'}
+    assert diff_components(old, new) == ['command changed: `test "3" != 2 && cat a.txt > b.txt` → '
+                                         '`test "2" != 2 && cat a.txt > b.txt`']
+    only_space = diff_components({"command": "echo a  b"}, {"command": "echo a b"})
+    assert only_space == ["command changed: `'echo a  b'` → `'echo a b'`"]
