@@ -62,11 +62,15 @@ def test_resume_after_sigkill_of_the_runner(project, proc, tmp_path: Path) -> No
     env = {"COUNT_FILE": str(count), "RELEASE": str(tmp_path / "release")}
     proj = project({"pipeline.yaml": SPEC})
     runner = _start(proj, env=env)
-    # kill only once `slow` is observably running: its command wrote to the count file and the runner
-    # noted its process (no sleep racing the scheduler; under load either can take a while)
+    # kill only once `slow` is observably running (its command wrote to the count file and the runner
+    # noted its process) and `quick` is cached: a step is cached just after the steps it unblocked
+    # start (docs/how-to/caching.md), so `slow` running alone does not say so (no sleep racing the
+    # scheduler; under load any of these can take a while)
     note = proj / ".mlprism" / "running" / str(runner.pid)
+    records = proj / ".mlprism" / "cache" / "steps"
     _wait_until(lambda: count.exists() and count.read_text().split() == ["quick", "slow"]
-                and note.exists() and len(note.read_text().splitlines()) == 2)
+                and note.exists() and len(note.read_text().splitlines()) == 2
+                and records.is_dir() and len(list(records.glob("*/*.json"))) == 1)
     runner.send_signal(signal.SIGKILL)
     runner.wait()
     notes = list((proj / ".mlprism" / "running").iterdir())
