@@ -1665,8 +1665,9 @@ class Run:
                                 try:
                                     self._keep_for_followers(decision)
                                 except OSError as exc:
-                                    finish(StepResult(name, "failed", decision.fingerprint.digest, code="MLP410",
-                                                      error=f"cannot cache outputs: {exc}"))
+                                    code, error = self._cache_failure(exc)
+                                    finish(StepResult(name, "failed", decision.fingerprint.digest, code=code,
+                                                      error=error))
                                     continue
                             finish(self._cached(step, decision))
                             continue
@@ -2140,8 +2141,15 @@ class Run:
         except OSError as exc:                                  # hardening: disk full while caching
             if not is_write_failure(exc):
                 raise
+            _fail(result, *self._cache_failure(exc))
+
+    def _cache_failure(self, exc: Exception) -> tuple[str, str]:
+        """The code and message of a step whose outputs could not be put in the cache: MLP410 when the
+        file system refused (full, read-only), else MLP001 (as :func:`_safely` reports any other error)."""
+        if is_write_failure(exc):
             d410 = write_failure(exc, "the step's outputs into the cache", self.s.cache.root)
-            _fail(result, "MLP410", f"{d410.message}; {d410.hint}")
+            return "MLP410", f"{d410.message}; {d410.hint}"
+        return "MLP001", _internal_error(exc)
 
     def _save_later(self, result: StepResult) -> None:
         """Cache a step whose outputs :meth:`_outcome` checked and hashed with ``later`` (see _loop), then give
