@@ -115,6 +115,30 @@ def test_param_switch_back_and_forth_reruns_nothing(cli, demo) -> None:
     assert json.loads((proj / "metrics" / "score.json").read_text())["chars"] == 10
 
 
+def test_small_outputs_are_cached_inside_their_records_and_restored_from_them(proc, demo) -> None:
+    """Outputs of a few bytes are no cache objects (one file per step in the store, not two); the
+    lock file names them by hash, and a later process restores them from the step's record."""
+    proj, executed = demo
+    assert proc("run", "pipeline.yaml", cwd=proj).code == 0
+    assert executed() == ["fetch", "score"]
+    cache = proj / ".mlprism" / "cache"
+    assert not [p for p in (cache / "objects").rglob("*") if p.is_file()]
+    records = [json.loads(p.read_text()) for p in (cache / "steps").rglob("*.json")]
+    inline = {rel for r in records for rel, e in r["outputs"].items() if "inline" in e}
+    assert inline == {"out/raw.txt", "out/model.txt", "metrics/score.json"}
+    lock = yaml.safe_load((proj / "mlprism.lock").read_text())
+    assert "inline" not in json.dumps(lock)
+    before = {rel: (proj / rel).read_bytes() for rel in inline}
+    for rel in inline:
+        (proj / rel).unlink()
+    r = proc("run", "pipeline.yaml", cwd=proj)
+    assert r.code == 0 and executed() == [], r.out + r.err
+    assert "restored `out/raw.txt` from the cache" in r.out and "`out/model.txt` from the cache" in r.out
+    assert {rel: (proj / rel).read_bytes() for rel in inline} == before
+    r = proc("status", "pipeline.yaml", cwd=proj)
+    assert "everything up to date" in r.out
+
+
 def test_explain_and_status_say_what_changed(cli, demo) -> None:
     proj, _ = demo
     assert cli("run", "pipeline.yaml", cwd=proj).code == 0

@@ -4,6 +4,14 @@
 - ``steps/ab/cdef….json`` one record per step fingerprint: the hashes of its outputs and its metrics
 - ``tmp/``               half-written files; emptied when a run starts
 
+A step's output file of at most :data:`INLINE_MAX` bytes is kept inside its record (base64,
+``"inline"``) instead of as an object: a run of steps with small outputs (metrics, params,
+markers) then creates one file in the store per step, not two. Creating a file is the costly
+part of caching a small output (on ext4 after many deletions, several hundred microseconds;
+see docs/performance.md), and an object of a few bytes takes a whole disk block. An entry is
+found by its hash either way: the records this process read or wrote lend their inline bytes to
+:meth:`Cache.can_restore` and :meth:`Cache.restore`.
+
 Outputs enter the store only after their step succeeded and they were hashed;
 every write goes to ``tmp/`` first and is renamed into place, so a killed run
 never leaves a damaged object or record. Restoring copies an object back
@@ -13,6 +21,7 @@ itself, so a step that rewrites its output cannot damage the store.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import errno
 import itertools
@@ -30,6 +39,7 @@ from mlprism.runtime.hashing import Digest, manifest_entries
 __all__ = ["Cache", "OutputEntry", "StepRecord"]
 
 _FICLONE = 0x40049409
+INLINE_MAX = 4 << 10               # output files up to this size are kept in their step's record
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,9 @@ class OutputEntry:
     kind: str = "file"            # "file" or "dir"
     executable: bool = False
     files: int = 0
+    # a small file's bytes, when its record carries them instead of an object (see INLINE_MAX);
+    # not part of what an entry is: the lock file and the ledger name outputs by hash and size
+    inline: bytes | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def of(cls, d: Digest) -> OutputEntry:
@@ -54,10 +67,22 @@ class OutputEntry:
             out["executable"] = True
         return out
 
+    def record_dict(self) -> dict[str, Any]:
+        """As in a step record: :meth:`to_dict` and the inline bytes, if any."""
+        out = self.to_dict()
+        if self.inline is not None:
+            out["inline"] = base64.b64encode(self.inline).decode("ascii")
+        return out
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> OutputEntry:
-        return cls(str(d["hash"]), int(d.get("size", 0)), str(d.get("kind", "file")),
-                   bool(d.get("executable", False)), int(d.get("files", 0)))
+        size = int(d.get("size", 0))
+        inline = d.get("inline")
+        data = base64.b64decode(inline, validate=True) if isinstance(inline, str) else None
+        if data is not None and len(data) != size:
+            data = None                  # not the bytes the entry names: as if the record had none
+        return cls(str(d["hash"]), size, str(d.get("kind", "file")),
+                   bool(d.get("executable", False)), int(d.get("files", 0)), data)
 
 
 @dataclass
@@ -73,7 +98,7 @@ class StepRecord:
 
     def to_dict(self) -> dict[str, Any]:
         return {"fingerprint": self.fingerprint, "step": self.step,
-                "outputs": {k: v.to_dict() for k, v in sorted(self.outputs.items())},
+                "outputs": {k: v.record_dict() for k, v in sorted(self.outputs.items())},
                 "metrics": self.metrics, "components": self.components, "created": self.created,
                 "duration": self.duration, "run_id": self.run_id}
 
@@ -177,6 +202,8 @@ class Cache:
         # records read or written by this process (None: known missing). Records change only under
         # the project lock, which the process using this cache holds while it runs.
         self._records: dict[str, StepRecord | None] = {}
+        self._inline: dict[str, bytes] = {}  # hash -> bytes kept in a record this process read or wrote
+        self._homes: dict[str, str] = {}     # hash -> fingerprint whose record keeps its bytes (read on use)
         self._objects_str = str(self.objects)
         self._steps_str = str(self.steps)
         self._tmp_str = str(self.tmp)
@@ -256,12 +283,59 @@ class Cache:
         return OutputEntry.of(digest)
 
     def store_bytes(self, data: bytes, digest: Digest) -> OutputEntry:
-        """Put a file's bytes, hashed to ``digest`` (see Hasher.digest_output), into the store."""
+        """Put a file's bytes, hashed to ``digest`` (see Hasher.digest_output), into the store.
+
+        Bytes of at most :data:`INLINE_MAX` are not written: the entry returned carries them,
+        and the record that names it (:meth:`put_record`) keeps them.
+        """
         assert digest.hash is not None and digest.kind == "file"
+        if len(data) <= INLINE_MAX:
+            return OutputEntry(digest.hash, len(data), "file", digest.executable, 0, data)
         self._put_bytes(data, digest.hash)
         return OutputEntry.of(digest)
 
-    def can_restore(self, entry: OutputEntry) -> bool:
+    def _inline_bytes(self, entry: OutputEntry) -> bytes | None:
+        """A file entry's bytes when a record carries them (this one, one this process read or wrote, or
+        the one :meth:`kept_in_record` found)."""
+        if entry.inline is not None:
+            return entry.inline
+        if entry.kind != "file":
+            return None
+        data = self._inline.get(entry.hash)
+        if data is None and (home := self._homes.pop(entry.hash, None)) is not None:
+            self.get_record(home)
+            data = self._inline.get(entry.hash)
+        return data
+
+    def kept_in_record(self, entry: OutputEntry, fingerprint: str) -> bool:
+        """Whether the store has a small file's bytes without an object: known already, or the record of
+        ``fingerprint`` (the step that produced it) exists and is read when the entry is restored.
+
+        For a run that may never restore it (a sweep's leader vouching for a shared step): one ``stat``.
+        """
+        if entry.kind != "file" or entry.size > INLINE_MAX:
+            return False
+        if entry.inline is not None or entry.hash in self._inline or entry.hash in self._homes:
+            return True
+        if not os.path.exists(self._record_file(fingerprint)):
+            return False
+        self._homes[entry.hash] = fingerprint
+        return True
+
+    def _lend_inline(self, record: StepRecord) -> None:
+        for e in record.outputs.values():
+            if e.inline is not None:
+                self._inline[e.hash] = e.inline
+
+    def can_restore(self, entry: OutputEntry, fingerprint: str | None = None) -> bool:
+        """Whether :meth:`restore` can put ``entry`` back. ``fingerprint``: the step that produced it, whose
+        record is read if need be (the lock file names a small file by hash; its record holds the bytes)."""
+        if entry.kind == "file":
+            if self._inline_bytes(entry) is not None:
+                return True
+            if fingerprint is not None and not self.has_object(entry.hash):
+                self.get_record(fingerprint)
+                return self._inline_bytes(entry) is not None
         if not self.has_object(entry.hash):
             return False
         if entry.kind == "dir":
@@ -279,8 +353,16 @@ class Cache:
             self._restore_tree(dest, entry)
             return
         tmp = dest.with_name(f".{dest.name}.mlprism-{_unique()}")
+        data = self._inline_bytes(entry)
         try:
-            _copy(self.object_path(entry.hash), tmp, 0o755 if entry.executable else 0o644)
+            if data is None:
+                _copy(self.object_path(entry.hash), tmp, 0o755 if entry.executable else 0o644)
+            else:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o755 if entry.executable else 0o644)
+                try:
+                    _write_all(fd, data)
+                finally:
+                    os.close(fd)
             if dest.is_dir() and not dest.is_symlink():
                 shutil.rmtree(dest)
             os.replace(tmp, dest)
@@ -341,6 +423,8 @@ class Cache:
                 record = None
             finally:
                 os.close(fd)
+        if record is not None:
+            self._lend_inline(record)
         self._records[fingerprint] = record
         return record
 
@@ -358,4 +442,5 @@ class Cache:
         except BaseException:
             _unlink(tmp)
             raise
+        self._lend_inline(record)
         self._records[record.fingerprint] = record

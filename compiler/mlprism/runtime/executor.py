@@ -1299,7 +1299,7 @@ class _Planner:
                 self.predicted[posixpath.normpath(p)] = e
         if not bad:
             return Decision("cached", ["up to date"], fp, inputs, record, current, previous=prev)
-        if all(self.cache.can_restore(record.outputs[p]) for p in bad):
+        if all(self.cache.can_restore(record.outputs[p], fp.digest) for p in bad):
             what = ", ".join(f"`{p}`" for p in bad)
             state = ("missing" if all(not current[p].exists for p in bad)
                      else "changed" if all(current[p].exists for p in bad) else "missing or changed")
@@ -1738,8 +1738,10 @@ class Run:
         """
         assert decision.record is not None
         cache = self.s.cache
+        fp = decision.fingerprint.digest
         for path, entry in decision.record.outputs.items():
-            if not cache.can_restore(entry):
+            # a small file is kept in the step's record: the followers read it only if they restore it
+            if not (cache.kept_in_record(entry, fp) or cache.can_restore(entry)):
                 cache.store(self.workdir / path, decision.outputs[path])
 
     def _shared(self, step: Step, lead: StepResult) -> StepResult:
@@ -1885,7 +1887,7 @@ class Run:
             if record is not None:
                 current = {p: self.s.hasher.digest(self.workdir / p) for p in record.outputs}
                 bad = [p for p, e in record.outputs.items() if current[p].hash != e.hash]
-                if all(self.s.cache.can_restore(record.outputs[p]) for p in bad):
+                if all(self.s.cache.can_restore(record.outputs[p], fp) for p in bad):
                     if self.lazy and self._defer_outputs(step, record, bad, current):
                         return self._restore(step, decision, record, [])
                     return self._restore(step, decision, record, bad)
@@ -2131,13 +2133,13 @@ class Run:
               record: StepRecord) -> None:
         """Put a run step's outputs in the cache and write its record; a full disk fails the step (MLP410)."""
         root = os.fspath(self.workdir)
+        cache = self.s.cache
         try:
-            for o, (d, data) in hashed.items():
-                if data is None:
-                    self.s.cache.store(f"{root}/{o}", d)
-                else:
-                    self.s.cache.store_bytes(data, d)       # the bytes that were hashed
-            self.s.cache.put_record(record)
+            # the record names what the store holds: a small file's bytes travel inside it (INLINE_MAX)
+            record.outputs = {o: cache.store(f"{root}/{o}", d) if data is None
+                              else cache.store_bytes(data, d)          # the bytes that were hashed
+                              for o, (d, data) in hashed.items()}
+            cache.put_record(record)
         except OSError as exc:                                  # hardening: disk full while caching
             if not is_write_failure(exc):
                 raise

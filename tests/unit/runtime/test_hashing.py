@@ -10,7 +10,7 @@ from pathlib import Path
 import blake3
 import pytest
 from mlprism.runtime import hashing
-from mlprism.runtime.cache import Cache
+from mlprism.runtime.cache import INLINE_MAX, Cache
 from mlprism.runtime.hashing import Hasher, hash_file, manifest_entries
 
 
@@ -112,11 +112,19 @@ def test_digest_output_gives_the_bytes_it_hashed(tmp_path: Path) -> None:
 
 def test_stored_output_bytes_are_the_hashed_ones(tmp_path: Path) -> None:
     out = tmp_path / "out.txt"
-    out.write_text("result\n")
-    d, data = Hasher(None).digest_output(str(out), 1 << 16)
-    assert data is not None
     cache = Cache(tmp_path / ".mlprism")
+    big = b"result\n" * (INLINE_MAX // 7 + 1)
+    out.write_bytes(big)
+    d, data = Hasher(None).digest_output(str(out), 1 << 16)
+    assert data == big
     entry = cache.store_bytes(data, d)
     obj = cache.object_path(entry.hash)
-    assert obj.read_bytes() == b"result\n" and blake3.blake3(obj.read_bytes()).hexdigest() == d.hash
+    assert entry.inline is None
+    assert obj.read_bytes() == big and blake3.blake3(obj.read_bytes()).hexdigest() == d.hash
     assert obj.stat().st_mode & 0o777 == 0o444
+    # a small output is not written as an object: its entry carries the bytes that were hashed
+    out.write_text("result\n")
+    d, data = Hasher(None).digest_output(str(out), 1 << 16)
+    entry = cache.store_bytes(data, d)
+    assert entry.inline == b"result\n" and blake3.blake3(entry.inline).hexdigest() == d.hash
+    assert not cache.has_object(entry.hash)

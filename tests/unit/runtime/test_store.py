@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import sqlite3
 from pathlib import Path
 
 import yaml
 from mlprism import dump_yaml
-from mlprism.runtime.cache import Cache, StepRecord
+from mlprism.runtime.cache import INLINE_MAX, Cache, OutputEntry, StepRecord
 from mlprism.runtime.hashing import Hasher
 from mlprism.runtime.ledger import Ledger
 from mlprism.runtime.lockfile import (
@@ -67,6 +69,52 @@ def test_records_round_trip_and_tmp_is_cleaned(tmp_path: Path) -> None:
     assert cache.get_record("ef" * 32) is None
     cache.clean_tmp()
     assert list(cache.tmp.iterdir()) == []
+
+
+def test_small_outputs_live_in_their_record(tmp_path: Path) -> None:
+    """A file of at most INLINE_MAX bytes is kept inside the step's record, not as an object; an entry
+    naming it by hash alone (as the lock file does) is restorable once that record is read."""
+    state = tmp_path / "state"
+    cache = Cache(state)
+    cache.clean_tmp()
+    h = Hasher(None)
+    small, big = tmp_path / "metrics.json", tmp_path / "model.bin"
+    small.write_bytes(b'{"acc": 0.9}\n')
+    os.chmod(small, 0o755)
+    big.write_bytes(b"w" * (INLINE_MAX + 1))
+    entries = {}
+    for f in (small, big):
+        d, data = h.digest_output(str(f), 1 << 16)
+        assert data is not None
+        entries[f.name] = cache.store_bytes(data, d)
+    assert entries["metrics.json"].inline is not None and entries["model.bin"].inline is None
+    assert not cache.has_object(entries["metrics.json"].hash) and cache.has_object(entries["model.bin"].hash)
+    assert sorted(p.name for p in (state / "cache" / "objects").rglob("*") if p.is_file()) == [
+        entries["model.bin"].hash[2:]]
+    cache.put_record(StepRecord("ab" * 32, "train", entries))
+    as_json = cache.record_path("ab" * 32).read_text()
+    assert '"inline":' in as_json and as_json.count('"inline":') == 1
+    # the lock file's view of the same output: hash and size, no bytes (entries compare equal)
+    by_hash = OutputEntry.from_dict(entries["metrics.json"].to_dict())
+    assert by_hash == entries["metrics.json"] and by_hash.inline is None and "inline" not in by_hash.to_dict()
+    fresh = Cache(state)                                     # another process: it has read no record yet
+    assert not fresh.can_restore(by_hash)
+    rec = fresh.get_record("ab" * 32)
+    assert rec is not None and rec.outputs["metrics.json"].inline == b'{"acc": 0.9}\n'
+    assert fresh.can_restore(by_hash)
+    small.unlink()
+    fresh.restore(small, by_hash)
+    assert small.read_bytes() == b'{"acc": 0.9}\n' and os.access(small, os.X_OK)
+    assert h.digest(small).hash == by_hash.hash
+    # a record whose inline bytes are not what its entry names is not trusted with them
+    damaged = json.loads(as_json)
+    damaged["outputs"]["metrics.json"]["inline"] = base64.b64encode(b"short").decode()
+    cache.record_path("cd" * 32).parent.mkdir(parents=True, exist_ok=True)
+    cache.record_path("cd" * 32).write_text(json.dumps({**damaged, "fingerprint": "cd" * 32}))
+    other = Cache(state)
+    rec = other.get_record("cd" * 32)
+    assert rec is not None and rec.outputs["metrics.json"].inline is None
+    assert not other.can_restore(by_hash)
 
 
 def test_lock_is_deterministic_sorted_and_equal_to_dump_yaml(tmp_path: Path) -> None:

@@ -227,6 +227,29 @@ def test_shared_steps_vouched_for_by_the_lock_file_alone_reach_the_followers(cli
     assert (proj / "out" / "m.json").read_text().strip() == '{"acc": 1}'
 
 
+def test_a_new_combination_reads_a_shared_small_output_from_its_record(cli, project, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small outputs live inside their step records (no cache objects). A combination added later runs
+    in a workspace and needs the shared feat.txt: the leader, finding feat up to date, only checks that
+    its record exists; the follower reads the bytes from it when it puts the file in place."""
+    log = tmp_path / "log.txt"
+    monkeypatch.setenv("LOG", str(log))
+    # m.txt gets a line of its own: no record of train holds feat.txt's bytes (the store is by content)
+    spec = SHARED.replace("GOAL", "max").replace("cat out/feat.txt > out/m.txt", "(cat out/feat.txt; echo ${params.k}) > out/m.txt")
+    assert spec.count("echo ${params.k}) > out/m.txt") == 1
+    proj = project({"pipeline.yaml": spec})
+    assert cli("run", "pipeline.yaml", "-j", "3", cwd=proj).code == 0 and len(_log(log)) == 5
+    cache = proj / ".mlprism" / "cache"
+    assert not [p for p in (cache / "objects").rglob("*") if p.is_file()]
+    (proj / "pipeline.yaml").write_text(spec.replace("k: [1, 2, 3]", "k: [1, 2, 3, 4]"))
+    r = cli("run", "pipeline.yaml", "-j", "3", cwd=proj)
+    assert r.code == 0, r.out + r.err
+    assert _log(log) == ["train 4: feat.txt"], r.out
+    assert (proj / "out" / "m.json").read_text().strip() == '{"acc": 4}'
+    assert (proj / "out" / "m.txt").read_text() == "p\n4\n"
+    assert not [p for p in (cache / "objects").rglob("*") if p.is_file()]
+
+
 def test_followers_are_released_when_the_leader_stops_before_a_shared_step(cli, project, tmp_path: Path,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """k=1's own step fails first and its run stops: k=2 must not wait for shared steps that will never run."""
