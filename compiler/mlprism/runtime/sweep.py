@@ -212,7 +212,7 @@ def run_sweep(project_dir: Path, pipeline: Pipeline, options: RunOptions) -> Run
         def go(i: int) -> None:
             results[i] = runs[i].execute()
 
-        status = "failed"
+        interrupted = False
         try:
             with ThreadPoolExecutor(max_workers=min(len(runs), session.jobs), thread_name_prefix="mlprism-sweep") as pool:
                 futures = [pool.submit(go, i) for i in range(len(runs))]
@@ -224,15 +224,31 @@ def run_sweep(project_dir: Path, pipeline: Pipeline, options: RunOptions) -> Run
                     for f in futures:
                         f.cancel()
                     session.terminate()
-                    raise
-        except KeyboardInterrupt:
+                    interrupted = True
+        except KeyboardInterrupt:                    # again, while the runs stop
             ledger.finish_run(sweep_id, "interrupted")
             raise
         table = []
         for run, res, combo in zip(runs, results, grid, strict=True):
-            assert res is not None
+            assert res is not None or interrupted           # a combination cancelled before it started
             table.append({"run_id": run.run_id, "combo": _combo_label(combo), "overrides": combo,
-                          "status": res.status, "metrics": run.metrics(), "selected": False})
+                          "status": res.status if res is not None else "interrupted", "metrics": run.metrics(),
+                          "selected": False})
+        if interrupted:
+            # as a plain run: the state is saved, the runs' statuses are in the ledger, the exit code is 1
+            ledger.finish_run(sweep_id, "interrupted", {
+                "combos": dims_info, "runs": [r["run_id"] for r in table], "selected": None,
+                "select": {"metric": select.metric, "goal": select.goal} if select else None, "registered": None})
+            ledger.commit()
+            shutil.rmtree(base, ignore_errors=True)
+            result = RunResult(sweep_id, "interrupted", {}, time.monotonic() - t0, None,
+                               {"id": sweep_id, "metric": select.metric if select else None,
+                                "goal": select.goal if select else None, "selected": None, "runs": table},
+                               None, {}, [])
+            done = sum(1 for r in table if r["status"] == "succeeded")
+            display.run_finished(f"sweep {sweep_id}: interrupted: {done}/{len(table)} runs succeeded "
+                                 f"in {result.duration:.2f}s", False)
+            return result
         best = _select(table, select.metric, select.goal) if select else None
         messages: list[str] = []
         registered = None
