@@ -302,7 +302,8 @@ class Cache:
         if entry.kind != "file":
             return None
         data = self._inline.get(entry.hash)
-        if data is None and (home := self._homes.pop(entry.hash, None)) is not None:
+        if data is None and (home := self._homes.get(entry.hash)) is not None:
+            # kept, not popped: a second thread restoring the same entry meanwhile reads it as well
             self.get_record(home)
             data = self._inline.get(entry.hash)
         return data

@@ -117,6 +117,46 @@ def test_small_outputs_live_in_their_record(tmp_path: Path) -> None:
     assert not other.can_restore(by_hash)
 
 
+def test_threads_restoring_an_entry_kept_in_a_record_at_once_all_get_it(tmp_path: Path) -> None:
+    """A sweep's followers run in threads: two may put the same shared small output in their workspaces at
+    once, both finding the bytes through the record a leader vouched for (kept_in_record)."""
+    import threading
+
+    state = tmp_path / "state"
+    f = tmp_path / "prep.txt"
+    f.write_bytes(b"p\n")
+    d, data = Hasher(None).digest_output(str(f), 1 << 16)
+    assert data is not None
+    writer = Cache(state)
+    writer.put_record(StepRecord("ab" * 32, "prep", {"prep.txt": writer.store_bytes(data, d)}))
+    by_hash = OutputEntry(d.hash or "", d.size)
+    cache = Cache(state)                         # the run that restores: it has read no record yet
+    assert cache.kept_in_record(by_hash, "ab" * 32)
+    first_in, go = threading.Event(), threading.Event()
+    read = cache.get_record
+
+    def slow_read(fingerprint: str) -> StepRecord | None:
+        first_in.set()
+        assert go.wait(10)
+        return read(fingerprint)
+
+    cache.get_record = slow_read                 # type: ignore[method-assign]
+    got: dict[str, bool] = {}
+    a = threading.Thread(target=lambda: got.update(a=cache.can_restore(by_hash)))
+    a.start()
+    assert first_in.wait(10)                     # A is reading the record; B asks meanwhile
+    b = threading.Thread(target=lambda: got.update(b=cache.can_restore(by_hash)))
+    b.start()
+    b.join(0.5)
+    go.set()
+    a.join(10)
+    b.join(10)
+    assert got == {"a": True, "b": True}
+    for name in ("a", "b"):
+        cache.restore(tmp_path / name / "prep.txt", by_hash)
+        assert (tmp_path / name / "prep.txt").read_bytes() == b"p\n"
+
+
 def test_lock_is_deterministic_sorted_and_equal_to_dump_yaml(tmp_path: Path) -> None:
     steps = {"b": {"fingerprint": "f", "params": {"z": 1, "a": "x: y"}, "inputs": {}, "outputs": {}},
              "a": {"fingerprint": "g", "params": {}, "inputs": {"in.txt": {"hash": "h", "size": 1}}, "outputs": {}}}
