@@ -122,6 +122,15 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
         view = view[os.write(fd, view):]
 
 
+def _write_new(path: str | os.PathLike[str], data: bytes, mode: int) -> None:
+    """Write ``data`` to a file that must not exist yet."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        _write_all(fd, data)
+    finally:
+        os.close(fd)
+
+
 def _unlink(path: str) -> None:
     with contextlib.suppress(OSError):
         os.unlink(path)
@@ -259,11 +268,7 @@ class Cache:
             return
         tmp = self._tmp_path()
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
-            try:
-                _write_all(fd, data)
-            finally:
-                os.close(fd)
+            _write_new(tmp, data, 0o444)
             self._place(tmp, dest)
         except BaseException:
             _unlink(tmp)
@@ -332,20 +337,17 @@ class Cache:
         """Whether :meth:`restore` can put ``entry`` back. ``fingerprint``: the step that produced it, whose
         record is read if need be (the lock file names a small file by hash; its record holds the bytes)."""
         if entry.kind == "file":
-            if self._inline_bytes(entry) is not None:
+            if self._inline_bytes(entry) is not None or self.has_object(entry.hash):
                 return True
-            if fingerprint is not None and not self.has_object(entry.hash):
-                self.get_record(fingerprint)
-                return self._inline_bytes(entry) is not None
-        if not self.has_object(entry.hash):
-            return False
-        if entry.kind == "dir":
-            try:
-                rows = manifest_entries(self.object_path(entry.hash).read_bytes())
-            except (OSError, ValueError):
+            if fingerprint is None:
                 return False
-            return all(h is None or self.has_object(h) for _r, h, _s, _x in rows)
-        return True
+            self.get_record(fingerprint)
+            return self._inline_bytes(entry) is not None
+        try:                                   # a directory: its manifest and every file in it
+            rows = manifest_entries(self.object_path(entry.hash).read_bytes())
+        except (OSError, ValueError):
+            return False
+        return all(h is None or self.has_object(h) for _r, h, _s, _x in rows)
 
     def restore(self, dest: Path, entry: OutputEntry) -> None:
         """Put an output back at ``dest`` from the store, atomically (raises if objects are missing)."""
@@ -355,15 +357,12 @@ class Cache:
             return
         tmp = dest.with_name(f".{dest.name}.mlprism-{_unique()}")
         data = self._inline_bytes(entry)
+        mode = 0o755 if entry.executable else 0o644
         try:
             if data is None:
-                _copy(self.object_path(entry.hash), tmp, 0o755 if entry.executable else 0o644)
+                _copy(self.object_path(entry.hash), tmp, mode)
             else:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o755 if entry.executable else 0o644)
-                try:
-                    _write_all(fd, data)
-                finally:
-                    os.close(fd)
+                _write_new(tmp, data, mode)
             if dest.is_dir() and not dest.is_symlink():
                 shutil.rmtree(dest)
             os.replace(tmp, dest)
@@ -434,11 +433,7 @@ class Cache:
             record.created = time.time()
         tmp = self._tmp_path(".json")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            try:
-                _write_all(fd, json.dumps(record.to_dict(), sort_keys=True, separators=(",", ":")).encode())
-            finally:
-                os.close(fd)
+            _write_new(tmp, json.dumps(record.to_dict(), sort_keys=True, separators=(",", ":")).encode(), 0o666)
             self._place(tmp, self._record_file(record.fingerprint))
         except BaseException:
             _unlink(tmp)
