@@ -234,22 +234,9 @@ def run_sweep(project_dir: Path, pipeline: Pipeline, options: RunOptions) -> Run
             table.append({"run_id": run.run_id, "combo": _combo_label(combo), "overrides": combo,
                           "status": res.status if res is not None else "interrupted", "metrics": run.metrics(),
                           "selected": False})
-        if interrupted:
-            # as a plain run: the state is saved, the runs' statuses are in the ledger, the exit code is 1
-            ledger.finish_run(sweep_id, "interrupted", {
-                "combos": dims_info, "runs": [r["run_id"] for r in table], "selected": None,
-                "select": {"metric": select.metric, "goal": select.goal} if select else None, "registered": None})
-            ledger.commit()
-            shutil.rmtree(base, ignore_errors=True)
-            result = RunResult(sweep_id, "interrupted", {}, time.monotonic() - t0, None,
-                               {"id": sweep_id, "metric": select.metric if select else None,
-                                "goal": select.goal if select else None, "selected": None, "runs": table},
-                               None, {}, [])
-            done = sum(1 for r in table if r["status"] == "succeeded")
-            display.run_finished(f"sweep {sweep_id}: interrupted: {done}/{len(table)} runs succeeded "
-                                 f"in {result.duration:.2f}s", False)
-            return result
-        best = _select(table, select.metric, select.goal) if select else None
+        # interrupted: nothing is selected nor written to the lock file; the runs' statuses are in the
+        # ledger, and the exit code is 1, as a plain run's
+        best = _select(table, select.metric, select.goal) if select and not interrupted else None
         messages: list[str] = []
         registered = None
         lock_written = False
@@ -269,7 +256,7 @@ def run_sweep(project_dir: Path, pipeline: Pipeline, options: RunOptions) -> Run
             messages.append(f"selected run {chosen.run_id} ({table[best]['combo']}): "
                             f"{select.metric} = {table[best]['metrics'][select.metric]:g}; "
                             "its outputs are now in the project")
-        else:
+        elif not interrupted:
             # the steps the leader ran left their outputs in the project: the lock says so
             leader = runs[0]
             lock_written = _write_project_lock(session, leader, project_dir, leader.lock,
@@ -277,7 +264,8 @@ def run_sweep(project_dir: Path, pipeline: Pipeline, options: RunOptions) -> Run
             if select:
                 messages.append(f"no run succeeded with a `{select.metric}` metric: nothing selected")
         ok_runs = sum(1 for r in table if r["status"] == "succeeded")
-        status = "succeeded" if ok_runs == len(table) and (best is not None or not select) else "failed"
+        status = ("interrupted" if interrupted
+                  else "succeeded" if ok_runs == len(table) and (best is not None or not select) else "failed")
         info = {"combos": dims_info, "runs": [r["run_id"] for r in table],
                 "selected": table[best]["run_id"] if best is not None else None,
                 "select": {"metric": select.metric, "goal": select.goal} if select else None,
