@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/phases.py chain 1000               # one cold run of a generated project
     .venv/bin/python benchmarks/phases.py mix 1000 --runs 3        # three cold runs, each from a never-run state
     .venv/bin/python benchmarks/phases.py diamond 1000 --no-op     # a cold run, then the same command again
+    .venv/bin/python benchmarks/phases.py chain 1000 --per-step    # and the parts of each step, on the loop's thread
 
 ``run.py`` and ``ab.py`` time whole processes; this says what is inside one. Each run is a new
 interpreter (this script with ``--child``) that puts timers around a few functions of mlprism
@@ -11,7 +12,11 @@ the interpreter's start and the imports, the IR cache's key, each compiler stage
 compiler's own clock: ``mlprism validate --timings``), the IR cache's write, the checks
 before the first step, each run's scheduling loop (a sweep has one per combination), the
 lock file, and every ``posix_spawn`` of a step (count, total, median, 90th percentile).
-A timer costs about a microsecond a call: the loop's steps are not timed one by one.
+A timer costs about a microsecond a call: the loop's steps are not timed one by one, unless
+``--per-step`` asks for it: then the parts of a step in the scheduling loop (``PER_STEP``) are timed
+for every step (a few microseconds a step more), with the gaps between them on each loop's thread —
+from a step's exit handled to the next process started (the runner's own work on a chain's critical
+path), and from a process started to its exit handled (the process itself, and the loop noticing).
 
 The project is generated with ``benchmarks/specs.py`` under --workdir (a tmpfs by default)
 and reset to a never-run state before each cold run; mlprism's bytecode is written first, as
@@ -22,6 +27,7 @@ reported as not timed, not guessed; so are the stages of a module the run never 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -54,6 +60,15 @@ TIMED = [
     ("mlprism.runtime.executor", "Session.__exit__", "session end"),
 ]
 
+#: (module, attribute path, label): with --per-step, timed at every call, in the order a step meets them
+PER_STEP = [
+    ("mlprism.runtime.executor", "_Planner.decide", "decide (inputs hashed, fingerprint, cache)"),
+    ("mlprism.runtime.executor", "Run._start", "start (outputs cleared, log, spawn)"),
+    ("mlprism.runtime.executor", "Run._exited", "exit handled (outputs checked, hashed)"),
+    ("mlprism.runtime.executor", "Run._finish", "finish (gate, ledger, lock entry, display)"),
+    ("mlprism.runtime.executor", "Run._save_later", "save (cache record; after the next start)"),
+]
+
 
 def child(argv: list[str]) -> None:
     """Run `mlprism run` here with timers; print the marks as JSON on stderr's last line."""
@@ -66,6 +81,8 @@ def child(argv: list[str]) -> None:
     marks: list[dict[str, Any]] = []
     missing: list[str] = []
     spawns: list[float] = []
+    per_step = os.environ.get("MLPRISM_PHASES_PER_STEP") == "1"
+    calls: list[tuple[str, float, float, int]] = []        # (label, start, end, thread): with --per-step
 
     def wrap(owner: Any, name: str, label: str) -> None:
         f = getattr(owner, name)
@@ -83,8 +100,23 @@ def child(argv: list[str]) -> None:
             return result
         setattr(owner, name, timed)
 
+    def wrap_each(owner: Any, name: str, label: str) -> None:
+        f = getattr(owner, name)
+        add = calls.append
+        clock = time.perf_counter
+        ident = threading.get_ident
+
+        @functools.wraps(f)
+        def timed(*a: Any, **k: Any) -> Any:
+            t = clock()
+            try:
+                return f(*a, **k)
+            finally:
+                add((label, t, clock(), ident()))
+        setattr(owner, name, timed)
+
     def wrap_module(module: Any) -> None:
-        for name_, path, label in TIMED:
+        for name_, path, label in TIMED + (PER_STEP if per_step else []):
             if name_ != module.__name__:
                 continue
             try:
@@ -96,7 +128,7 @@ def child(argv: list[str]) -> None:
             except AttributeError:
                 missing.append(f"{name_}.{path}")
                 continue
-            wrap(owner, name, label)
+            (wrap_each if (name_, path, label) in PER_STEP else wrap)(owner, name, label)
 
     class AfterImport(importlib.abc.MetaPathFinder):
         """Wraps a timed module's functions once it is imported (by the run, when the run imports it)."""
@@ -132,7 +164,10 @@ def child(argv: list[str]) -> None:
         try:
             return spawn(*a, **k)
         finally:
-            spawns.append(time.perf_counter() - t)
+            end = time.perf_counter()
+            spawns.append(end - t)
+            if per_step:
+                calls.append(("posix_spawn", t, end, threading.get_ident()))
     os.posix_spawn = timed_spawn
 
     sys.argv = ["mlprism", *argv]
@@ -143,12 +178,39 @@ def child(argv: list[str]) -> None:
         code = exc.code if isinstance(exc.code, int) else 1
     missing += sorted(f"{module} (not imported by this run)" for module in pending)
     print(json.dumps({"imported": imported, "marks": marks, "missing": missing, "spawns": spawns,
-                      "exit": time.perf_counter() - t0, "code": code}), file=sys.stderr)
+                      "exit": time.perf_counter() - t0, "code": code,
+                      "per_step": per_step_summary(calls) if per_step else None}), file=sys.stderr)
 
 
-def measure(project: Path, python: str) -> dict[str, Any]:
+def _stats(values: list[float]) -> dict[str, float]:
+    return {"n": len(values), "total": sum(values), "median": statistics.median(values) if values else 0.0}
+
+
+def per_step_summary(calls: list[tuple[str, float, float, int]]) -> dict[str, Any]:
+    """Each timed part's calls (count, total, median), and the gaps on each loop's thread between a
+    step's exit handled and the next process started, and between a process started and its exit handled."""
+    parts: dict[str, list[float]] = {}
+    for label, start, end, _ in calls:
+        parts.setdefault(label, []).append(end - start)
+    exited = PER_STEP[2][2]
+    after_exit: list[float] = []
+    running: list[float] = []
+    for thread in {c[3] for c in calls}:
+        mine = sorted((c for c in calls if c[3] == thread and c[0] in (exited, "posix_spawn")), key=lambda c: c[1])
+        for before, after in itertools.pairwise(mine):
+            if before[0] == exited and after[0] == "posix_spawn":
+                after_exit.append(after[1] - before[2])
+            elif before[0] == "posix_spawn" and after[0] == exited:
+                running.append(after[1] - before[2])
+    return {"parts": {k: _stats(v) for k, v in parts.items()},
+            "gaps": {"exit handled -> next process started": _stats(after_exit),
+                     "process started -> its exit handled": _stats(running)}}
+
+
+def measure(project: Path, python: str, per_step: bool = False) -> dict[str, Any]:
     """One run in ``project``: the child's report, and the wall time of the whole process seen from here."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "compiler"), str(ROOT / "plugins")]))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "compiler"), str(ROOT / "plugins")]),
+               MLPRISM_PHASES_PER_STEP="1" if per_step else "0")
     t = time.perf_counter()
     proc = subprocess.run([python, str(Path(__file__).resolve()), "--child", "run", "pipeline.yaml", "-q", "-j", "2"],
                           cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -179,6 +241,13 @@ def render(report: dict[str, Any], steps: int) -> list[str]:
                  + ("" if report["code"] == 0 else f"  EXIT {report['code']}"))
     if report["missing"]:
         lines.append(f"  not timed: {', '.join(report['missing'])}")
+    summary = report.get("per_step")
+    if summary:
+        lines.append(f"  {'per step (calls):':34s} {'total':>7s} {'median':>9s}")
+        for label, st in [*summary["parts"].items(), *summary["gaps"].items()]:
+            if st["n"]:
+                lines.append(f"    {label[:44] + ' (' + str(st['n']) + ')':48s} {st['total']:7.3f} s "
+                             f"{st['median'] * 1e6:6.0f} µs")
     return lines
 
 
@@ -188,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("n", type=int, help="number of steps")
     ap.add_argument("--runs", type=int, default=1, help="cold runs, each in a fresh copy (default 1)")
     ap.add_argument("--no-op", action="store_true", help="after each cold run, time the same command again")
+    ap.add_argument("--per-step", action="store_true",
+                    help="also time the parts of every step in the scheduling loop (see PER_STEP)")
     ap.add_argument("--workdir", type=Path, default=Path("/dev/shm/mlprism-phases"))
     args = ap.parse_args(argv)
     import specs
@@ -206,10 +277,10 @@ def main(argv: list[str] | None = None) -> int:
     for i in range(args.runs):
         reset(project)
         print(f"cold run {i + 1}:")
-        print("\n".join(render(measure(project, sys.executable), args.n)), flush=True)
+        print("\n".join(render(measure(project, sys.executable, args.per_step), args.n)), flush=True)
         if args.no_op:
             print(f"no-op run {i + 1}:")
-            print("\n".join(render(measure(project, sys.executable), args.n)), flush=True)
+            print("\n".join(render(measure(project, sys.executable, args.per_step), args.n)), flush=True)
     return 0
 
 

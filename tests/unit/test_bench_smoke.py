@@ -123,3 +123,18 @@ def test_phases_times_the_stages_of_a_run(tmp_path: Path) -> None:
         assert f"  {label}" in cold, (label, cold)
     assert "EXIT" not in out and "compile " not in noop, out        # the rerun takes the IR from the cache
     assert noop.count("  loop ") == 3, noop                         # one loop per combination of the sweep
+
+
+def test_phases_per_step_times_the_parts_of_every_step(tmp_path: Path) -> None:
+    """--per-step times each part of a step (a renamed internal shows as "not timed") and the gaps between."""
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "phases.py"), "chain", "6", "--per-step", "--workdir", str(tmp_path)],
+        capture_output=True, text=True, timeout=180, check=False, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "EXIT" not in out and "executor" not in out.split("not timed:")[-1], out
+    for label in ("decide (", "start (", "exit handled (", "finish (", "save (", "posix_spawn ("):
+        assert any(line.strip().startswith(label) and "(6)" in line for line in out.splitlines()), (label, out)
+    # a chain of 6: each exit but the last is followed by the next step's start
+    assert "exit handled -> next process started (5)" in out, out
+    assert "process started -> its exit handled (6)" in out, out
