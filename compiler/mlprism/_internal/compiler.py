@@ -364,7 +364,7 @@ def emit(pipeline: Pipeline, target_name: str, plugins: Plugins, project_path: s
         raise DiagnosticError([Diagnostic("MLP001", f"target `{target_name}` (plugin `{info.plugin}`) crashed while emitting: "
                                           f"{type(exc).__name__}: {exc}", None,
                                           "this is a bug in the target; rerun with --debug and report it")]) from exc
-    return normalize(files, target_name)
+    return normalize(files, target_name, plugins.targets.info(target_name).plugin)
 
 
 #: Below this many steps a target emits in milliseconds: forking would cost more than it saves.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import posixpath
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,20 +21,56 @@ class WriteResult:
     stale: list[str] = field(default_factory=list)      # --check: differs or missing
 
 
-def normalize(files: Mapping[str, object], origin: str) -> dict[str, GeneratedFile]:
+_BAD_OUTPUT_HINT = "this is a bug in the target; rerun with --debug and report it"
+
+
+def normalize(files: object, target: str, plugin: str | None = None) -> dict[str, GeneratedFile]:
+    """A target's `emit` result checked and made canonical: {relative POSIX path: GeneratedFile}.
+
+    What a target returns that the writer cannot write as such (not a mapping, a value that is
+    not text or bytes, a path that is absolute, leaves the output directory, is not in its plain
+    form, or is also another file's directory) is an MLP001 naming the target, never a TypeError.
+    """
+    origin = f"target `{target}`" + (f" (plugin `{plugin}`)" if plugin and plugin != target else "")
+
+    def bad(what: str) -> DiagnosticError:
+        return DiagnosticError([Diagnostic("MLP001", f"{origin} {what}", None, _BAD_OUTPUT_HINT)])
+
+    if not isinstance(files, Mapping):
+        raise bad(f"returned {type(files).__name__} from emit, not a mapping of "
+                  "relative paths to file contents")
+    bad_keys = [k for k in files if not isinstance(k, str)]
+    if bad_keys:
+        raise bad(f"emitted a path that is not a string: {bad_keys[0]!r}")
     out: dict[str, GeneratedFile] = {}
     for path in sorted(files):
         value = files[path]
         gf = value if isinstance(value, GeneratedFile) else GeneratedFile(value)  # type: ignore[arg-type]
         if not isinstance(gf.content, str | bytes):
-            raise TypeError(f"target {origin} returned {type(gf.content).__name__} for {path}")
+            raise bad(f"returned {type(gf.content).__name__} for `{path}`, not str, bytes "
+                      "or mlprism.GeneratedFile")
         problem = path_problem(path)
-        if problem or not path or path.endswith("/"):
-            raise DiagnosticError([Diagnostic("MLP001", f"target `{origin}` emitted a bad path `{path}` ({problem})")])
+        if not problem:
+            normal = posixpath.normpath(path) if path else ""
+            if not path or normal == ".":
+                problem = "names no file"
+            elif path.endswith("/"):
+                problem = "ends with `/`"
+            elif normal != path:
+                problem = f"is not in its plain form (write `{normal}`)"
+        if problem:
+            raise bad(f"emitted a bad path `{path}` ({problem})")
         data = gf.data()
         if isinstance(gf.content, str):
             data = data.replace(b"\r\n", b"\n")
         out[path] = GeneratedFile(data, gf.executable)
+    for path in out:        # `a` and `a/b`: one cannot be a file and the other's directory
+        parent = posixpath.dirname(path)
+        while parent:
+            if parent in out:
+                raise bad(f"emitted both `{parent}` and `{path}` (`{parent}` cannot be a "
+                          "file and a directory)")
+            parent = posixpath.dirname(parent)
     return out
 
 
