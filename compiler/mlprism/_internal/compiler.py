@@ -17,7 +17,7 @@ from mlprism._internal.compose import Composed, compose
 from mlprism._internal.features import capability_errors, feature_uses
 from mlprism._internal.load import Loaded, load_file, without_gc, without_gc_long_lived
 from mlprism._internal.lower import collect_locations, lower, missing_inputs
-from mlprism._internal.plugins import Plugins, load_plugins, schema_sections
+from mlprism._internal.plugins import Plugins, call_each, load_plugins, schema_sections
 from mlprism._internal.target import EmitContext, GeneratedFile
 from mlprism._internal.validate import (
     escaping_paths,
@@ -258,7 +258,7 @@ def load_pipeline(spec: str | os.PathLike[str], overrides: Sequence[str] = (), *
     if secret_errors:
         raise DiagnosticError(secret_errors)
     # 2. compose (Hydra + OmegaConf)
-    search = [p for r in plugins.manager.hook.mlprism_config_searchpath(spec_dir=spec_path.parent) if r for p in r]
+    search = config_searchpath(plugins, spec_path.parent)
     clock.lap("load")
     if shared:
         composed = shared.compose(spec_path, overrides, search, display, loaded)
@@ -310,6 +310,21 @@ def load_pipeline(spec: str | os.PathLike[str], overrides: Sequence[str] = (), *
     return Compiled(pipeline, warnings, spec_path, clock.laps)
 
 
+def config_searchpath(plugins: Plugins, spec_dir: Path) -> list[str]:
+    """The plugins' Hydra search paths for a spec in `spec_dir`; a plugin returning something else is named."""
+    search: list[str] = []
+    for plugin, result in call_each(plugins, "mlprism_config_searchpath", spec_dir=spec_dir):
+        if not result:
+            continue
+        if isinstance(result, str) or not isinstance(result, list | tuple) or \
+                not all(isinstance(p, str) for p in result):
+            raise DiagnosticError([Diagnostic(
+                "MLP301", f"plugin `{plugin}` returned {type(result).__name__} from mlprism_config_searchpath, "
+                          "not a list of search-path URLs", None, f"fix the plugin, or skip it with `-p no:{plugin}`")])
+        search.extend(result)
+    return search
+
+
 def run_passes(pipeline: Pipeline, plugins: Plugins) -> Pipeline:
     hook = plugins.manager.hook
     for impl in hook.mlprism_transform_ir.get_hookimpls():
@@ -326,10 +341,7 @@ def run_passes(pipeline: Pipeline, plugins: Plugins) -> Pipeline:
                                                   f"{type(result).__name__} from mlprism_transform_ir, not a Pipeline")])
             pipeline = graph_stage.build(result, pipeline.location)
     diags = Diagnostics()
-    try:
-        hook.mlprism_validate_ir(pipeline=pipeline, diagnostics=diags)
-    except Exception as exc:
-        raise DiagnosticError([Diagnostic("MLP301", f"a plugin failed in mlprism_validate_ir: {type(exc).__name__}: {exc}")])
+    call_each(plugins, "mlprism_validate_ir", pipeline=pipeline, diagnostics=diags)
     diags.raise_if_errors()
     return pipeline
 

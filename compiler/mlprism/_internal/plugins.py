@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,7 +12,7 @@ import pluggy
 
 from mlprism import hookspecs
 from mlprism._internal.target import TargetRegistry
-from mlprism.diagnostics import Diagnostic, Severity
+from mlprism.diagnostics import Diagnostic, DiagnosticError, Severity
 
 DISABLE_ENV = "MLPRISM_DISABLE_PLUGIN_AUTOLOAD"
 
@@ -111,12 +111,47 @@ def load_plugins(options: Sequence[str] = (), extra: Sequence[object] = ()) -> P
     return plugins
 
 
+def call_each(plugins: Plugins, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
+    """Call every implementation of `hook` in pluggy's order: [(plugin name, result)].
+
+    Unlike calling the hook, a plugin that raises is named: an MLP301 error with the
+    `-p no:NAME` hint, never an anonymous internal error.
+    """
+    results: list[tuple[str, Any]] = []
+    for impl in reversed(getattr(plugins.manager.hook, hook).get_hookimpls()):
+        try:
+            result = impl.function(*[kwargs[name] for name in impl.argnames])
+        except DiagnosticError:
+            raise
+        except Exception as exc:
+            raise DiagnosticError([Diagnostic(
+                "MLP301", f"plugin `{impl.plugin_name}` failed in {hook}: {type(exc).__name__}: {exc}", None,
+                f"skip it with `-p no:{impl.plugin_name}`")]) from exc
+        results.append((impl.plugin_name, result))
+    return results
+
+
 def schema_sections(plugins: Plugins) -> dict[str, dict[str, Any]]:
     sections: dict[str, dict[str, Any]] = {}
+    owners: dict[str, str] = {}
     for target in plugins.targets:
         if target.options_schema is not None:
             sections[target.name] = target.options_schema
-    for result in plugins.manager.hook.mlprism_schema_sections():
-        if result:
-            sections.update(result)
+            owners[target.name] = f"target `{target.name}` (plugin `{plugins.targets.info(target.name).plugin}`)"
+    for plugin, result in call_each(plugins, "mlprism_schema_sections"):
+        if not result:
+            continue
+        if not isinstance(result, Mapping) or not all(isinstance(k, str) and isinstance(v, Mapping)
+                                                      for k, v in result.items()):
+            raise DiagnosticError([Diagnostic(
+                "MLP301", f"plugin `{plugin}` returned {type(result).__name__} from mlprism_schema_sections, "
+                          "not {section name: JSON Schema}", None, f"fix the plugin, or skip it with `-p no:{plugin}`")])
+        for name, schema in result.items():
+            if name in owners:
+                raise DiagnosticError([Diagnostic(
+                    "MLP301", f"plugin `{plugin}` contributes a schema for `targets.{name}`, which "
+                              f"{owners[name]} already defines", None,
+                    f"a section has one schema: fix the plugin, or skip it with `-p no:{plugin}`")])
+            sections[name] = dict(schema)
+            owners[name] = f"plugin `{plugin}`"
     return sections

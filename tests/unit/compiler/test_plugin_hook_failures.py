@@ -1,0 +1,63 @@
+"""A plugin whose hook raises or returns the wrong type is named (MLP301, `-p no:NAME`), exit 2 — not an
+anonymous internal error (exit 3) that every command hits, nor silently accepted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import mlprism
+import pytest
+from mlprism._internal.compiler import load_pipeline
+from mlprism._internal.plugins import load_plugins, schema_sections
+from mlprism.diagnostics import DiagnosticError
+
+SPEC = "apiVersion: mlprism/v1\nname: t\nsteps:\n  a:\n    run: echo a\n"
+
+
+class _Raises:
+    def __init__(self, hook: str, result: Any = None, exc: Exception | None = None) -> None:
+        def impl(**_: Any) -> Any:
+            if exc is not None:
+                raise exc
+            return result
+
+        args = {"mlprism_validate_ir": "pipeline, diagnostics", "mlprism_config_searchpath": "spec_dir",
+                "mlprism_schema_sections": ""}[hook]
+        ns: dict[str, Any] = {}
+        exec(f"def {hook}({args}):\n    return impl()", {"impl": impl}, ns)     # pluggy reads the argument names
+        setattr(self, hook, mlprism.hookimpl(ns[hook]))
+
+
+def _load(tmp_path: Path, plugin: object) -> Any:
+    (tmp_path / "pipeline.yaml").write_text(SPEC)
+    return load_pipeline(str(tmp_path / "pipeline.yaml"), plugins=load_plugins(extra=[plugin]))
+
+
+@pytest.mark.parametrize(("hook", "result", "exc", "expected"), [
+    ("mlprism_validate_ir", None, RuntimeError("boom"), "plugin `extra-0` failed in mlprism_validate_ir: RuntimeError: boom"),
+    ("mlprism_schema_sections", None, RuntimeError("boom"),
+     "plugin `extra-0` failed in mlprism_schema_sections: RuntimeError: boom"),
+    ("mlprism_schema_sections", ["x"], None, "plugin `extra-0` returned list from mlprism_schema_sections"),
+    ("mlprism_schema_sections", {"local": {"type": "object"}}, None,
+     "plugin `extra-0` contributes a schema for `targets.local`, which target `local` (plugin `local`) already defines"),
+    ("mlprism_config_searchpath", None, KeyError("x"),
+     "plugin `extra-0` failed in mlprism_config_searchpath: KeyError: 'x'"),
+    ("mlprism_config_searchpath", "file:///tmp", None,
+     "plugin `extra-0` returned str from mlprism_config_searchpath, not a list of search-path URLs"),
+])
+def test_a_failing_hook_names_its_plugin(hook: str, result: Any, exc: Exception | None, expected: str,
+                                         tmp_path: Path) -> None:
+    with pytest.raises(DiagnosticError) as caught:
+        _load(tmp_path, _Raises(hook, result, exc))
+    (diag,) = caught.value.diagnostics
+    assert diag.code == "MLP301" and diag.is_error, diag.render()
+    assert diag.message.startswith(expected), diag.message
+    assert diag.hint and "-p no:extra-0" in diag.hint, diag.render()
+
+
+def test_well_behaved_hooks_still_work(tmp_path: Path) -> None:
+    assert _load(tmp_path, _Raises("mlprism_validate_ir")).pipeline.name == "t"
+    assert _load(tmp_path, _Raises("mlprism_config_searchpath", [])).pipeline.name == "t"
+    plugins = load_plugins(extra=[_Raises("mlprism_schema_sections", {"shared": {"type": "object"}})])
+    assert schema_sections(plugins)["shared"] == {"type": "object"}
