@@ -338,7 +338,17 @@ def run_passes(pipeline: Pipeline, plugins: Plugins) -> Pipeline:
         if result is not None:
             if not isinstance(result, Pipeline):
                 raise DiagnosticError([Diagnostic("MLP301", f"plugin `{impl.plugin_name}` returned "
-                                                  f"{type(result).__name__} from mlprism_transform_ir, not a Pipeline")])
+                                                  f"{type(result).__name__} from mlprism_transform_ir, not a Pipeline",
+                                                  None, f"fix the plugin, or skip it with `-p no:{impl.plugin_name}`")])
+            names = [step.name for step in result.steps]
+            unknown = sorted({n for step in result.steps for n in step.needs if n not in names})
+            twice = sorted({n for n in names if names.count(n) > 1})
+            if unknown or twice:
+                what = (f"steps named twice: {', '.join(f'`{n}`' for n in twice)}" if twice else
+                        f"`needs` naming no step: {', '.join(f'`{n}`' for n in unknown)}")
+                raise DiagnosticError([Diagnostic("MLP301", f"plugin `{impl.plugin_name}` returned a pipeline "
+                                                  f"from mlprism_transform_ir with {what}", None,
+                                                  f"fix the plugin, or skip it with `-p no:{impl.plugin_name}`")])
             pipeline = graph_stage.build(result, pipeline.location)
     diags = Diagnostics()
     call_each(plugins, "mlprism_validate_ir", pipeline=pipeline, diagnostics=diags)

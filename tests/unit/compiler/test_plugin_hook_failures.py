@@ -3,6 +3,7 @@ anonymous internal error (exit 3) that every command hits, nor silently accepted
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -61,3 +62,27 @@ def test_well_behaved_hooks_still_work(tmp_path: Path) -> None:
     assert _load(tmp_path, _Raises("mlprism_config_searchpath", [])).pipeline.name == "t"
     plugins = load_plugins(extra=[_Raises("mlprism_schema_sections", {"shared": {"type": "object"}})])
     assert schema_sections(plugins)["shared"] == {"type": "object"}
+
+
+class _Transform:
+    def __init__(self, change: Any) -> None:
+        self.change = change
+
+    @mlprism.hookimpl
+    def mlprism_transform_ir(self, pipeline: mlprism.Pipeline) -> Any:
+        return self.change(pipeline)
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (lambda p: {"not": "a pipeline"}, "returned dict from mlprism_transform_ir, not a Pipeline"),
+    (lambda p: dataclasses.replace(p, steps=(dataclasses.replace(p.steps[0], needs=("ghost",)),)),
+     "returned a pipeline from mlprism_transform_ir with `needs` naming no step: `ghost`"),
+    (lambda p: dataclasses.replace(p, steps=p.steps * 2),
+     "returned a pipeline from mlprism_transform_ir with steps named twice: `a`"),
+])
+def test_a_transform_returning_a_broken_pipeline_names_its_plugin(change: Any, expected: str, tmp_path: Path) -> None:
+    with pytest.raises(DiagnosticError) as caught:
+        _load(tmp_path, _Transform(change))
+    (diag,) = caught.value.diagnostics
+    assert diag.code == "MLP301" and diag.message == f"plugin `extra-0` {expected}", diag.render()
+    assert diag.hint and "-p no:extra-0" in diag.hint
