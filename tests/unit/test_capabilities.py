@@ -124,3 +124,18 @@ def test_parallelism_is_used_only_when_some_steps_are_independent(project) -> No
     # a -> c as well as a -> b -> c: several downstream steps, yet one order only
     assert "parallelism" not in mlprism.features_used(mlprism.load_pipeline(str(chain)))
     assert "parallelism" not in mlprism.features_used(mlprism.load_pipeline(str(FULL)))
+
+
+def test_the_hint_for_registry_also_removes_gates_comparing_with_it() -> None:
+    """A target without `registry`: removing only `registry` would leave `not_worse_than: production` (MLP225)."""
+    p = mlprism.load_pipeline(str(FULL))
+    caps = {f: "x" for f in mlprism.FEATURES if f not in ("registry", "serve", "autoscale", "canary")}
+    diags = capability_errors(p, "t", caps)
+    overrides: list[str] = []
+    for d in diags:
+        for hint in re.findall(r"on the command line: `([^`]+)`", d.hint or ""):
+            overrides += [o for o in shlex.split(hint) if o not in overrides]
+    overrides = [o for o in overrides if not any(o.startswith(p + ".") for p in overrides)]
+    assert "~registry" in overrides and "~steps.evaluate.gate" in overrides, overrides
+    reduced = mlprism.load_pipeline(str(FULL), overrides)
+    assert capability_errors(reduced, "t", caps) == []

@@ -105,6 +105,11 @@ def _feature_uses(p: Pipeline) -> dict[str, list[str]]:
         add("sweeps", "sweep")
     if p.registry:
         add("registry", "registry")
+        # a gate comparing with the registry's champion uses the registry too: removing only
+        # `registry` would leave it comparing with nothing (MLP225)
+        for s in p.steps:
+            if any(c.not_worse_than for c in s.gate):
+                add("registry", f"steps.{s.name}.gate")
     if p.deploy and p.deploy.serve:
         add("serve", "deploy.serve")
         if p.deploy.serve.autoscale:
