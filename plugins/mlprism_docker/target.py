@@ -25,6 +25,8 @@ import mlprism
 from .options import CONTEXT_DIR, OPTIONS_SCHEMA, base_image, check_tag
 
 #: A path a Dockerfile instruction can carry without quoting.
+#: Where the serving image appends the served rows with `deploy.serve.log_requests` (a writable place).
+SERVE_REQUEST_LOG = "/tmp/mlprism/serve/requests.csv"
 _PLAIN_PATH = re.compile(r"^[A-Za-z0-9_./+@%,=-]+$")
 _MEMORY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
 _FACTORS = {None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
@@ -199,8 +201,11 @@ class DockerTarget(mlprism.Target):
         }
         if serve is not None:
             port = serve.port
-            o["serve_cmd"] = json.dumps(["mlprism", "serve", "--model-dir", "/app/model",
-                                         "--host", "0.0.0.0", "--port", str(port)])
+            cmd = ["mlprism", "serve", "--model-dir", "/app/model", "--host", "0.0.0.0", "--port", str(port)]
+            if serve.log_requests:
+                # /app is read-only on Kubernetes (readOnlyRootFilesystem); /tmp is writable (an emptyDir there)
+                cmd += ["--log-requests", SERVE_REQUEST_LOG]
+            o["serve_cmd"] = json.dumps(cmd)
             probe = (f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}/health', timeout=4)")
             o["healthcheck_cmd"] = json.dumps(["python", "-c", probe])
         return o

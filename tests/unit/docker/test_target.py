@@ -150,6 +150,16 @@ def test_serving_image() -> None:
     assert "COPY . " not in text                               # no project code or data in the server
 
 
+def test_serving_image_logs_requests_where_it_can_write() -> None:
+    """`deploy.serve.log_requests` reaches the serving image (its pods run with a read-only root but /tmp)."""
+    files = mlprism.compile_spec(str(CASES["full"].spec), "docker",
+                                 [*FULL_OVERRIDES, "+deploy.serve.log_requests=true"])
+    text = files["serve.Dockerfile"].decode()
+    assert ('ENTRYPOINT ["mlprism", "serve", "--model-dir", "/app/model", "--host", "0.0.0.0", "--port", "8080", '
+            '"--log-requests", "/tmp/mlprism/serve/requests.csv"]') in text
+    assert "--log-requests" not in compiled("full")["serve.Dockerfile"].decode()
+
+
 def test_secret_values_never_written(monkeypatch) -> None:
     monkeypatch.setenv("WAREHOUSE_TOKEN", "s3cr3t-VALUE-123")
     files = mlprism.compile_spec(str(CASES["full"].spec), "docker", list(FULL_OVERRIDES))

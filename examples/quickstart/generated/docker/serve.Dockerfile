@@ -41,4 +41,4 @@ USER 10001:10001
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
   CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/health', timeout=4)"]
-ENTRYPOINT ["mlprism", "serve", "--model-dir", "/app/model", "--host", "0.0.0.0", "--port", "8080"]
+ENTRYPOINT ["mlprism", "serve", "--model-dir", "/app/model", "--host", "0.0.0.0", "--port", "8080", "--log-requests", "/tmp/mlprism/serve/requests.csv"]
