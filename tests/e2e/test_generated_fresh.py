@@ -25,3 +25,14 @@ def test_quickstart_readme_shows_the_current_dag() -> None:
     assert res.code == 0, res.err
     readme = (EXAMPLES / "quickstart" / "README.md").read_text()
     assert f"```mermaid\n{res.out}```" in readme, "rerun `mlprism graph … --format mermaid` into the README"
+
+
+def test_quickstart_push_trigger_watches_the_quickstart() -> None:
+    """Push paths are relative to the spec's directory: the workflow must watch examples/quickstart/ itself."""
+    import yaml
+
+    generated = EXAMPLES / "quickstart" / "generated"
+    workflow = yaml.safe_load((generated / "github-actions/.github/workflows/quickstart.yml").read_text())
+    assert workflow["on"]["push"]["paths"] == ["examples/quickstart/**"]
+    binding = (generated / "kubernetes/base/events.yaml").read_text()
+    assert '"^(examples/quickstart/.*)$"' in binding and "examples/quickstart/examples" not in binding
