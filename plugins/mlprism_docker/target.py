@@ -24,9 +24,9 @@ import mlprism
 
 from .options import CONTEXT_DIR, OPTIONS_SCHEMA, base_image, check_tag
 
-#: A path a Dockerfile instruction can carry without quoting.
 #: Where the serving image appends the served rows with `deploy.serve.log_requests` (a writable place).
 SERVE_REQUEST_LOG = "/tmp/mlprism/serve/requests.csv"
+#: A path a Dockerfile instruction can carry without quoting.
 _PLAIN_PATH = re.compile(r"^[A-Za-z0-9_./+@%,=-]+$")
 _MEMORY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
 _FACTORS = {None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
