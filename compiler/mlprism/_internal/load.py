@@ -12,9 +12,12 @@ values the same as Hydra/OmegaConf would read them: ``1e-3`` is a float (YAML
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import gc
+import os
 import re
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -329,10 +332,19 @@ def _syntax_diag(exc: yaml.MarkedYAMLError, file: str, text: str) -> Diagnostic:
 def load_file(path: Path, display: str | None = None) -> Loaded:
     display = display or str(path)
     try:
-        size = path.stat().st_size
-        if size > MAX_BYTES:
-            raise _too_big(display, size)
-        raw = path.read_bytes()
+        st = path.stat()
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        if not stat.S_ISREG(st.st_mode):
+            # a FIFO would block the read forever, /dev/zero would fill the memory
+            raise DiagnosticError([Diagnostic("MLP102", f"{display} is not a regular file", None,
+                                              "give the path of a spec file (a FIFO or a device cannot be read)")])
+        if st.st_size > MAX_BYTES:
+            raise _too_big(display, st.st_size)
+        with path.open("rb") as f:
+            raw = f.read(MAX_BYTES + 1)    # the size may have changed since the stat
+        if len(raw) > MAX_BYTES:
+            raise _too_big(display, len(raw))
     except DiagnosticError:
         raise
     except FileNotFoundError:

@@ -164,6 +164,19 @@ def test_unreadable_paths(tmp_path: Path, make: str) -> None:
     assert codes(exc)[0][0] == "MLP102"
 
 
+def test_fifo_and_device_are_refused_not_read(tmp_path: Path) -> None:
+    """A FIFO blocked the read forever; /dev/zero has st_size 0 and was read until memory ran out."""
+    import os
+
+    fifo = tmp_path / "p.yaml"
+    os.mkfifo(fifo)
+    for path in (fifo, Path("/dev/zero")):
+        with pytest.raises(DiagnosticError) as exc:
+            load_file(path)
+        assert codes(exc)[0][0] == "MLP102"
+        assert "not a regular file" in exc.value.diagnostics[0].message
+
+
 def _shares_nodes(text: str) -> bool:
     """Whether the composed YAML reuses a node (an alias), found by walking the tree."""
     import yaml
