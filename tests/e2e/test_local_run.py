@@ -311,6 +311,34 @@ def test_secrets_reach_the_step_but_are_never_written(cli, project, monkeypatch:
             assert secret.encode() not in path.read_bytes(), path
 
 
+def test_a_secret_in_a_metric_name_is_masked(cli, project, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Metric names come from the step's JSON: one holding a secret's value went to the ledger, the registry,
+    the cache record and `runs show` / `models list`."""
+    proj = project({"pipeline.yaml": """
+        apiVersion: mlprism/v1
+        name: secret-metrics
+        environment:
+          secrets: [API_TOKEN]
+        registry: {name: m, artifact: model.bin, flavor: file}
+        steps:
+          train:
+            run: echo m > model.bin && printf '{"acc":0.9,"rows@db-%s":7}' "$API_TOKEN" > metrics.json
+            outputs: [model.bin]
+            metrics: metrics.json
+    """})
+    secret = "tok-9e8d7c6b5a4f"
+    monkeypatch.setenv("API_TOKEN", secret)
+    r = cli("run", "pipeline.yaml", cwd=proj)
+    assert r.code == 0, r.err
+    shown = cli("runs", "show", "latest", "--json", cwd=proj).out + cli("models", "list", cwd=proj).out
+    assert secret not in shown and "rows@db-***" in shown
+    r = cli("run", "pipeline.yaml", cwd=proj)           # cached: the metrics come from the record
+    assert r.code == 0 and secret not in r.out + r.err
+    for path in [proj / "mlprism.lock", *(proj / ".mlprism").rglob("*")]:
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+
+
 def test_directory_outputs_are_hashed_as_trees_and_restored(cli, project) -> None:
     proj = project({"pipeline.yaml": """
         apiVersion: mlprism/v1

@@ -1837,8 +1837,17 @@ class Run:
         if record is not None and record.metrics:
             return record.metrics
         if step.metrics:
-            return read_metrics(self.workdir / step.metrics)
+            return self._read_metrics(step)
         return {}
+
+    def _read_metrics(self, step: Step) -> dict[str, float]:
+        """The step's metrics, with declared secrets' values masked in their names (a key such as
+        ``rows@postgres://user:TOKEN@host`` would otherwise reach the ledger, the registry and the cache)."""
+        metrics = read_metrics(self.workdir / step.metrics)
+        if self.s.secrets:
+            values = redaction_values(self.s.secrets.values())
+            metrics = {mask(k, values): v for k, v in metrics.items()}
+        return metrics
 
     def _cached(self, step: Step, decision: Decision) -> StepResult:
         assert decision.record is not None
@@ -2112,7 +2121,7 @@ class Run:
         metrics: dict[str, float] = {}
         if step.metrics:
             try:
-                metrics = read_metrics(self.workdir / step.metrics)
+                metrics = self._read_metrics(step)
             except DiagnosticError as exc:
                 return StepResult(name, "failed", code="MLP406", error=exc.diagnostics[0].message,
                                   **base)  # type: ignore[arg-type]
