@@ -16,6 +16,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 import time
 import urllib.error
@@ -72,12 +73,14 @@ def test_launcher_runs_a_step_in_a_container(engine: Any, tmp_path: Path) -> Non
     launcher = DockerLauncher(BASE_IMAGE, project, client=engine)
     log = project / ".mlprism" / "runs" / "r1" / "step.log"
     code = launcher.run("pwd; id -u; echo \"FOO=$FOO PATH=$PATH HOME=$HOME\"; echo out > made.txt; "
-                        "echo oops >&2; exit 3", cwd=project / "sub",
+                        "grep -E '^(CapEff|NoNewPrivs):' /proc/self/status; echo oops >&2; exit 3", cwd=project / "sub",
                         env={"FOO": "b a r", "PATH": "/host/only/bin", "HOME": "/root"}, log_path=log, timeout=60)
     assert code == 3
     text = log.read_text()
     assert "/workspace/sub\n" in text and f"\n{os.getuid()}\n" in text and "oops" in text
     assert "FOO=b a r " in text and "/host/only" not in text and "HOME=/tmp" in text
+    # least privilege whatever the caller's uid: no capability, no way to gain one
+    assert re.search(r"^CapEff:\s+0+$", text, re.M) and re.search(r"^NoNewPrivs:\s+1$", text, re.M), text
     made = project / "sub" / "made.txt"
     assert made.read_text() == "out\n" and made.stat().st_uid == os.getuid()
     left = engine.containers.list(all=True, filters={"label": _step_labels(project)})

@@ -134,6 +134,10 @@ class DockerLauncher:
             "detach": True,
             "stdin_open": False,
             "tty": False,
+            # least privilege: a step needs no capability (even as the caller's uid 0, it owns the
+            # mounted project's files), and nothing it runs may gain privileges (setuid binaries)
+            "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges"],
         }
         if self.user:
             kwargs["user"] = self.user
