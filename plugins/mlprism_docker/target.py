@@ -26,6 +26,8 @@ from .options import CONTEXT_DIR, OPTIONS_SCHEMA, base_image, check_tag
 
 #: Where the serving image appends the served rows with `deploy.serve.log_requests` (a writable place).
 SERVE_REQUEST_LOG = "/tmp/mlprism/serve/requests.csv"
+#: Every compose service: no Linux capability, and no way to gain one (setuid binaries).
+LEAST_PRIVILEGE: dict[str, list[str]] = {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges:true"]}
 #: A path a Dockerfile instruction can carry without quoting.
 _PLAIN_PATH = re.compile(r"^[A-Za-z0-9_./+@%,=-]+$")
 _MEMORY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
@@ -243,6 +245,7 @@ class DockerTarget(mlprism.Target):
                 "volumes": [{"type": "bind", "source": ".", "target": "/workspace"}],
                 "environment": [*environment, "HOME=/tmp"],
                 "restart": "no",
+                **LEAST_PRIVILEGE,
             }
             ups = p.upstream(step.name)
             if ups:
@@ -266,7 +269,9 @@ class DockerTarget(mlprism.Target):
             name = "serve" if "serve" not in services else f"{p.name}-serve"
             ports = (f"{serve.port}:{serve.port}" if serve.replicas <= 1
                      else f"{serve.port}-{serve.port + serve.replicas - 1}:{serve.port}")
-            svc = {"image": images["serve"], "build": build("serve.Dockerfile"), "ports": [ports]}
+            # the server writes only under /tmp (its request log): the rest of its file system is read-only
+            svc = {"image": images["serve"], "build": build("serve.Dockerfile"), "ports": [ports],
+                   "read_only": True, "tmpfs": ["/tmp"], **LEAST_PRIVILEGE}
             if serve.replicas > 1:
                 svc["deploy"] = {"replicas": serve.replicas}
             services[name] = svc

@@ -198,6 +198,10 @@ def test_compose_runs_steps_in_order_and_serves() -> None:
     serve = services["serve"]
     assert serve["image"] == "churn-serve:dev" and serve["build"]["dockerfile"] == "serve.Dockerfile"
     assert serve["ports"] == ["8080-8081:8080"] and serve["deploy"] == {"replicas": 2}
+    # least privilege in every service: no capability, none to gain; the server's file system read-only
+    for svc in services.values():
+        assert svc["cap_drop"] == ["ALL"] and svc["security_opt"] == ["no-new-privileges:true"], svc
+    assert serve["read_only"] is True and serve["tmpfs"] == ["/tmp"]
     manifest = compose["x-mlprism"]
     assert manifest["model"] == "churn@production"
     assert manifest["images"]["serve"]["name"] == "churn-serve:dev"
