@@ -268,7 +268,8 @@ def _check_value(value: Any, kind: str, loc: list[Any], errors: list[dict[str, A
             errors.append(_error(loc, "Input should be a valid number", "float_type", value))
         return None
     if isinstance(value, float) and not math.isfinite(value):
-        errors.append(_error(loc, "Input should be a finite number", "finite_number", value))
+        # the value itself (nan, inf) cannot go back in a JSON answer: its name can
+        errors.append(_error(loc, "Input should be a finite number", "finite_number", str(value)))
         return None
     return value
 
