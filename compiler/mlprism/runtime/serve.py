@@ -251,7 +251,11 @@ class RequestLog:
 def _error(loc: list[Any], msg: str, typ: str, value: Any = None) -> dict[str, Any]:
     err: dict[str, Any] = {"loc": ["body", *loc], "msg": msg, "type": typ}
     if value is not None:
-        err["input"] = value
+        try:        # echo the input only if JSON can carry it back (not NaN or Infinity, anywhere in it)
+            json.dumps(value, allow_nan=False)
+            err["input"] = value
+        except ValueError:
+            err["input"] = repr(value)
     return err
 
 
@@ -268,8 +272,7 @@ def _check_value(value: Any, kind: str, loc: list[Any], errors: list[dict[str, A
             errors.append(_error(loc, "Input should be a valid number", "float_type", value))
         return None
     if isinstance(value, float) and not math.isfinite(value):
-        # the value itself (nan, inf) cannot go back in a JSON answer: its name can
-        errors.append(_error(loc, "Input should be a finite number", "finite_number", str(value)))
+        errors.append(_error(loc, "Input should be a finite number", "finite_number", value))
         return None
     return value
 

@@ -118,15 +118,18 @@ def test_bad_input_is_a_clear_422(served: tuple[str, Path], payload: dict, loc: 
     assert (log.read_text() if log.exists() else "") == before     # nothing logged
 
 
-@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
-def test_non_finite_number_is_a_clear_422(served: tuple[str, Path], literal: str) -> None:
+@pytest.mark.parametrize(("literal", "kind"), [
+    ("NaN", "finite_number"), ("Infinity", "finite_number"), ("-Infinity", "finite_number"),
+    ("[NaN]", "float_type"), ('{"a": Infinity}', "float_type"),
+])
+def test_non_finite_number_is_a_clear_422(served: tuple[str, Path], literal: str, kind: str) -> None:
     # Python's json (and many clients) write these literals; the answer must be a 422, not a 500
     url, _ = served
     body = '{"rows": [{"size": ' + literal + ', "weight": 1.0, "age": 1.0}]}'
     r = httpx.post(f"{url}/predict", content=body.encode(), headers={"content-type": "application/json"})
     assert r.status_code == 422, r.text
     detail = r.json()["detail"]
-    assert detail[0]["loc"] == ["body", "rows", 0, "size"] and detail[0]["type"] == "finite_number"
+    assert detail[0]["loc"] == ["body", "rows", 0, "size"] and detail[0]["type"] == kind
 
 
 def test_invalid_json_is_422(served: tuple[str, Path]) -> None:
