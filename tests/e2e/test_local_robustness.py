@@ -113,3 +113,49 @@ def test_two_runs_at_once_wait_or_fail_with_mlp404(project, proc, tmp_path: Path
     assert first.returncode == 0 and second.returncode == 0, err2
     assert "everything up to date (2 steps cached)" in out2
     assert (tmp_path / "count.txt").read_text().split() == ["quick", "slow"]
+
+
+PIPE_SPEC = """
+apiVersion: mlprism/v1
+name: piped
+steps:
+  first:
+    run: echo one && echo 1 > a.txt
+    outputs: [a.txt]
+  second:
+    run: sleep 0.5 && cat a.txt > b.txt
+    inputs: [a.txt]
+    outputs: [b.txt]
+  third:
+    run: sleep 0.2 && exit 3
+"""
+
+
+def test_a_reader_that_goes_away_does_not_fake_a_success(tmp_path: Path) -> None:
+    """`mlprism run ... | head -1`: the run goes on without its output, is recorded, and its exit code is
+    the run's (here 1, a step failed), never 0 with the run left `running` and a step blamed for the pipe."""
+    (tmp_path / "pipeline.yaml").write_text(PIPE_SPEC)
+    read, write = os.pipe()
+    os.close(read)                                   # nobody reads: the first write raises EPIPE
+    proc = subprocess.run([MLPRISM, "run", "pipeline.yaml", "-j", "1"], cwd=tmp_path, stdout=write,
+                          stderr=subprocess.PIPE, text=True, timeout=120)
+    os.close(write)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr
+    assert (tmp_path / "b.txt").read_text() == "1\n"
+    runs = json.loads(subprocess.run([MLPRISM, "runs", "show", "latest", "--json"], cwd=tmp_path,
+                                     capture_output=True, text=True, check=True).stdout)
+    assert runs["run"]["status"] == "failed", runs["run"]
+    ok = subprocess.run([MLPRISM, "run", "pipeline.yaml", "--only", "first", "second"], cwd=tmp_path,
+                        capture_output=True, text=True)
+    assert ok.returncode == 0 and "2 steps cached" in ok.stdout, ok.stdout + ok.stderr
+
+
+def test_run_json_to_a_reader_that_went_away_keeps_the_exit_code(tmp_path: Path) -> None:
+    (tmp_path / "pipeline.yaml").write_text(PIPE_SPEC)
+    read, write = os.pipe()
+    os.close(read)
+    proc = subprocess.run([MLPRISM, "run", "pipeline.yaml", "--json"], cwd=tmp_path, stdout=write,
+                          stderr=subprocess.PIPE, text=True, timeout=120)
+    os.close(write)
+    assert proc.returncode == 1 and "Exception ignored" not in proc.stderr, proc.stderr

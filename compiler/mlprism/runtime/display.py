@@ -87,13 +87,35 @@ class PlainDisplay(Display):
     def _flush_stream(self) -> None:
         if self._unflushed:
             self._unflushed = False
-            self.stream.flush()
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self._reader_gone()
 
     def _print(self, line: str, err: bool = False) -> None:
         # one stream keeps the order of events; failures are marked in the text, not by the stream.
         # Lines are flushed by tick() (a few times a second) and at the end, not one by one.
-        self.stream.write(line + "\n")
+        try:
+            self.stream.write(line + "\n")
+        except BrokenPipeError:
+            self._reader_gone()
+            return
         self._unflushed = True
+
+    def _reader_gone(self) -> None:
+        """The pipe's reader left (`mlprism run ... | head`): the run goes on, unseen (each step's log is
+        in .mlprism/runs/), is recorded, and exits with its own code. The stream's descriptor now points
+        at /dev/null, so nothing written later (nor the interpreter's last flush) fails again."""
+        try:
+            null = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(null, self.stream.fileno())
+            finally:
+                os.close(null)
+        except (OSError, ValueError, AttributeError):      # no descriptor (a StringIO): drop its output
+            pass
+        self.stream = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - lives as long as the display
+        self._unflushed = False
 
     def run_started(self, run_id: str, title: str, total: int, jobs: int, unit: str = "step") -> None:
         with self.lock:

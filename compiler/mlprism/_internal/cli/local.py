@@ -181,8 +181,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         return _print_dry_run(args, pipeline, result)
     if args.json:
-        _dump(result.to_dict())
+        try:
+            _dump(result.to_dict())
+        except BrokenPipeError:     # the reader left; the run's outcome is still the exit code
+            _stdout_to_devnull()
     return 0 if result.ok else 1
+
+
+def _stdout_to_devnull() -> None:
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, sys.stdout.fileno())
+        finally:
+            os.close(null)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def _local_plan(args: argparse.Namespace, pipeline: Any) -> dict[str, Any] | None:
