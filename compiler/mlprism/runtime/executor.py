@@ -735,6 +735,13 @@ def select_steps(pipeline: Pipeline, options: RunOptions, index: GraphIndex | No
         selected &= _closure(index, options.from_step, down=True)
     if options.until:
         selected &= _closure(index, options.until, down=False)
+    if not selected and names:
+        given = [f"--only {' '.join(options.only)}"] if options.only else []
+        given += [f"--from {options.from_step}"] if options.from_step else []
+        given += [f"--until {options.until}"] if options.until else []
+        raise DiagnosticError([Diagnostic("MLP002", f"{', '.join(given)} select no step: no step is in all of them",
+                                          None, "--from takes a step and what is downstream of it, --until a step "
+                                          "and what is upstream; drop one of them (`mlprism graph SPEC` shows the DAG)")])
     return [n for n in index.steps if n in selected]
 
 

@@ -49,6 +49,10 @@ def test_selection() -> None:
     with pytest.raises(DiagnosticError) as exc:
         select_steps(p, RunOptions(only=("trian",)))
     assert exc.value.diagnostics[0].code == "MLP407" and "train" in (exc.value.diagnostics[0].hint or "")
+    # selectors whose intersection is empty are a mistake, not "everything up to date (0 steps)"
+    with pytest.raises(DiagnosticError) as exc:
+        select_steps(p, RunOptions(only=("prepare",), from_step="train"))
+    assert exc.value.diagnostics[0].code == "MLP002" and exc.value.diagnostics[0].hint
 
 
 def test_graph_index_reuses_a_shared_graph_only() -> None:
