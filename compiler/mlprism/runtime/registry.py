@@ -548,7 +548,12 @@ class ModelRegistry:
         if artifact_hash(mv.path) != mv.hash:
             raise DiagnosticError([Diagnostic("MLP408", f"the stored artifact of {mv.ref} is corrupt (hash mismatch)",
                                               hint="register the model again")])
-        out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:                    # a file where the directory should be, no permission, ...
+            raise DiagnosticError([Diagnostic("MLP002", f"cannot export to {out_dir}: it is not a directory "
+                                              f"that can be written ({exc.strerror or exc})",
+                                              hint="give --out a new or existing directory")]) from None
         dest = out_dir / mv.filename
         if dest.is_dir():
             shutil.rmtree(dest)

@@ -138,6 +138,20 @@ def test_export_writes_model_and_metadata_and_detects_corruption(tmp_path: Path)
     assert _code(exc) == "MLP408" and "corrupt" in exc.value.diagnostics[0].message
 
 
+def test_export_to_a_path_that_is_a_file_is_a_diagnostic(tmp_path: Path) -> None:
+    reg = ModelRegistry(tmp_path / ".mlprism")
+    reg.register("churn", _artifact(tmp_path, b"weights"), run_id="r1", lineage=_lineage(0.9, 0.8))
+    taken = tmp_path / "taken"
+    taken.write_text("not a directory")
+    with pytest.raises(DiagnosticError) as exc:                # was FileExistsError: exit 3, "a bug"
+        reg.export("churn@1", taken)
+    assert _code(exc) == "MLP002" and exc.value.diagnostics[0].hint
+    with pytest.raises(DiagnosticError) as exc:
+        reg.export("churn@1", taken / "below")
+    assert _code(exc) == "MLP002"
+    assert taken.read_text() == "not a directory"
+
+
 def test_directory_artifacts(tmp_path: Path) -> None:
     reg = ModelRegistry(tmp_path / ".mlprism")
     d = tmp_path / "work" / "model"
