@@ -228,6 +228,26 @@ class RequestLog:
         self.path = Path(path)
         self.columns = [*columns, "prediction"]
         self._lock = threading.Lock()
+        self._check()
+
+    def _check(self) -> None:
+        """Refuse, before the server starts, a log every prediction would then fail to write (a 500 each)."""
+        problem = None
+        if self.path.is_dir():
+            problem = "it is a directory"
+        else:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                problem = f"its directory cannot be created ({exc.strerror or exc})"
+            else:
+                target = self.path if self.path.exists() else self.path.parent
+                if not os.access(target, os.W_OK):
+                    problem = f"{'it' if target == self.path else 'its directory'} is not writable"
+        if problem:
+            raise DiagnosticError([Diagnostic("MLP002", f"cannot log requests to {self.path}: {problem}",
+                                              hint="give --log-requests (or deploy.serve's log file) a CSV file path "
+                                                   "in a writable directory")])
 
     def append(self, matrix: list[list[Any]], predictions: list[Any]) -> None:
         buf = io.StringIO()

@@ -138,6 +138,20 @@ def test_invalid_json_is_422(served: tuple[str, Path]) -> None:
     assert r.status_code == 422 and r.json()["detail"][0]["type"] == "json_invalid"
 
 
+def test_a_request_log_that_cannot_be_written_fails_at_start(registry: ModelRegistry, tmp_path: Path) -> None:
+    # was: the server started, then every prediction was a 500 (IsADirectoryError) with a traceback
+    model = load_registered(registry.state_dir, "toy@production")
+    with pytest.raises(DiagnosticError) as exc:
+        create_app(model, request_log=tmp_path)                     # a directory
+    assert exc.value.diagnostics[0].code == "MLP002" and exc.value.diagnostics[0].hint
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(DiagnosticError):
+        create_app(model, request_log=blocker / "requests.csv")     # its parent is a file
+    create_app(model, request_log=tmp_path / "new" / "requests.csv")
+    assert not (tmp_path / "new" / "requests.csv").exists()        # nothing written before a prediction
+
+
 def test_exported_model_dir_serves_the_same(registry: ModelRegistry, tmp_path: Path) -> None:
     registry.export("toy@production", tmp_path / "model")
     model = load_model_dir(tmp_path / "model")
