@@ -129,7 +129,12 @@ class DriftReport:
 
     def write(self, out_dir: Path, stem: str = "drift") -> tuple[Path, Path]:
         """Write ``<stem>.json`` and ``<stem>.html`` atomically; return both paths."""
-        out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise DiagnosticError([Diagnostic("MLP002", f"cannot write the drift report to {out_dir}: "
+                                              "it (or a directory above it) is a file",
+                                              hint="give --report-dir a new or existing directory")]) from None
         paths = (out_dir / f"{stem}.json", out_dir / f"{stem}.html")
         texts = (json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n", render_html(self))
         for path, text in zip(paths, texts, strict=True):

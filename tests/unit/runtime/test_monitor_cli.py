@@ -77,3 +77,10 @@ def test_monitor_errors(mon: Path, cli, project) -> None:
 def test_next_fire(expr: str, after: str, expected: str) -> None:
     got = next_fire(expr, datetime.fromisoformat(after).replace(tzinfo=UTC))
     assert got == datetime.fromisoformat(expected).replace(tzinfo=UTC)
+
+
+def test_report_dir_that_is_a_file_is_a_usage_error(mon: Path, cli) -> None:
+    (mon / "taken").write_text("x")
+    r = cli("monitor", "pipeline.yaml", "--report-dir", "taken", cwd=mon)
+    assert r.code == 2 and "MLP002" in r.err and "hint:" in r.err, r.err     # was MLP001, exit 3
+    assert (mon / "taken").read_text() == "x"
