@@ -31,7 +31,7 @@ import os
 import posixpath
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -114,10 +114,16 @@ def sweep_grid(pipeline: Pipeline, options: RunOptions) -> list[list[str]]:
     return [list(c) for c in itertools.product(*dims.values())]
 
 
-def link_workspace(project_dir: Path, workspace: Path, pipeline: Pipeline) -> None:
-    """Mirror the project in ``workspace`` with relative symlinks; outputs and their directories stay real."""
+def link_workspace(project_dir: Path, workspace: Path, pipeline: Pipeline,
+                   selected: Collection[str] | None = None) -> None:
+    """Mirror the project in ``workspace`` with relative symlinks; outputs and their directories stay real.
+
+    ``selected``: the steps the run covers (--from, --until); the outputs of the others are inputs
+    assumed present, as in the project, so they are linked like any other file."""
     outputs = set()
     for s in pipeline.steps:
+        if selected is not None and s.name not in selected:
+            continue
         outputs.update(posixpath.normpath(o) for o in s.outputs)
         if s.metrics:
             outputs.add(posixpath.normpath(s.metrics))
@@ -162,7 +168,7 @@ def run_sweep(project_dir: Path, pipeline: Pipeline, options: RunOptions) -> Run
     from mlprism.runtime.ircache import load_pipelines_cached
 
     grid = sweep_grid(pipeline, options)
-    select_steps(pipeline, options)
+    selected = set(select_steps(pipeline, options))
     spec_path = project_dir / pipeline.spec_file
     compiled = [p for p, _ in load_pipelines_cached(spec_path, [[*pipeline.overrides, *combo] for combo in grid])]
     select = pipeline.sweep.select if pipeline.sweep else None
@@ -190,23 +196,29 @@ def run_sweep(project_dir: Path, pipeline: Pipeline, options: RunOptions) -> Run
         base = session.state_dir / "sweeps" / sweep_id
         runs: list[Run] = []
         share: SharedSteps | None = None
-        for i, (combo, p) in enumerate(zip(grid, compiled, strict=True)):
-            info = {"sweep": sweep_id, "combo": _combo_label(combo), "index": i}
-            if i == 0:
-                # the leader: the first combination runs in the project, like a plain run, and runs the
-                # steps every combination shares (see SharedSteps); the others run in workspaces
-                run = Run(session, project_dir, p, options, new_run_id(), write_lock=False, register=False,
-                          parent=sweep_id, info=info, lazy=True, leader=True)
-                run.lock = read_lock(run.lock_file)      # it answers for unchanged steps (not written: see below)
-                share = run.share = SharedSteps.of(compiled, run.selected, run.forced)
-            else:
-                ws = base / str(i)
-                link_workspace(project_dir, ws, p)
-                run = Run(session, ws, p, options, new_run_id(), write_lock=False, register=False, parent=sweep_id,
-                          info=info, lazy=True, share=share)
-            run.label = f"{i}"
-            run._check_inputs()
-            runs.append(run)
+        try:
+            for i, (combo, p) in enumerate(zip(grid, compiled, strict=True)):
+                info = {"sweep": sweep_id, "combo": _combo_label(combo), "index": i}
+                if i == 0:
+                    # the leader: the first combination runs in the project, like a plain run, and runs the
+                    # steps every combination shares (see SharedSteps); the others run in workspaces
+                    run = Run(session, project_dir, p, options, new_run_id(), write_lock=False, register=False,
+                              parent=sweep_id, info=info, lazy=True, leader=True)
+                    run.lock = read_lock(run.lock_file)      # it answers for unchanged steps (not written: see below)
+                    share = run.share = SharedSteps.of(compiled, run.selected, run.forced)
+                else:
+                    ws = base / str(i)
+                    link_workspace(project_dir, ws, p, selected)
+                    run = Run(session, ws, p, options, new_run_id(), write_lock=False, register=False, parent=sweep_id,
+                              info=info, lazy=True, share=share)
+                run.label = f"{i}"
+                run._check_inputs()
+                runs.append(run)
+        except BaseException:       # e.g. MLP411 before any step ran: the sweep is not left `running`
+            ledger.finish_run(sweep_id, "failed")
+            ledger.commit()
+            shutil.rmtree(base, ignore_errors=True)
+            raise
         results: list[RunResult | None] = [None] * len(runs)
 
         def go(i: int) -> None:

@@ -171,6 +171,42 @@ def test_shared_steps_run_once_by_the_leader_in_the_project(cli, project, tmp_pa
     assert r.code == 0 and _log(log) == [] and (proj / "out" / "prep.txt").read_text() == "p\n"
 
 
+def test_a_partial_sweep_reads_the_unselected_steps_outputs_from_the_project(cli, project, tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """`run --from train` on a spec with a sweep: prep and feat are not selected, their outputs are in the
+    project and every combination reads them (was MLP411 "out/feat.txt does not exist" from the second
+    combination's workspace, with the sweep left `running` in the ledger)."""
+    import json
+
+    log = tmp_path / "log.txt"
+    monkeypatch.setenv("LOG", str(log))
+    proj = project({"pipeline.yaml": SHARED.replace("GOAL", "max")})
+    r = cli("run", "pipeline.yaml", "--no-sweep", "--until", "feat", cwd=proj)
+    assert r.code == 0, r.out + r.err
+    _log(log)
+    r = cli("run", "pipeline.yaml", "--json", "--from", "train", cwd=proj)
+    assert r.code == 0, r.out + r.err
+    # every combination sees the project's files, as a plain --from run does
+    assert _log(log) == [f"train {k}: feat.txt other.txt prep.txt" for k in (1, 2, 3)]
+    assert json.loads((proj / "out" / "m.json").read_text()) == {"acc": 3}
+    assert (proj / "out" / "feat.txt").read_text() == "p\n" and not (proj / "out" / "feat.txt").is_symlink()
+    r = cli("runs", "list", "--json", cwd=proj)
+    assert "running" not in {run["status"] for run in json.loads(r.out)["runs"]}, r.out
+
+
+def test_a_sweep_that_cannot_start_is_not_left_running(cli, project, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    monkeypatch.setenv("LOG", str(tmp_path / "log.txt"))
+    proj = project({"pipeline.yaml": SHARED.replace("GOAL", "max")})
+    r = cli("run", "pipeline.yaml", "--from", "train", cwd=proj)        # nothing made out/feat.txt yet
+    assert r.code == 2 and "MLP411" in r.err, r.out + r.err
+    r = cli("runs", "list", "--json", cwd=proj)
+    assert [run["status"] for run in json.loads(r.out)["runs"]] == ["failed"], r.out
+    assert not list((proj / ".mlprism").glob("sweeps/*"))
+
+
 @pytest.mark.parametrize("goal", ["min", "max"])
 def test_the_outputs_the_leader_wrote_are_not_read_again_to_select(cli, project, tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch, goal: str) -> None:
