@@ -44,6 +44,7 @@ from mlprism.ir import Pipeline
 from mlprism.runtime.executor import (
     STATE_DIR,
     Decision,
+    GraphIndex,
     Run,
     RunOptions,
     RunResult,
@@ -163,6 +164,35 @@ def _combo_label(combo: list[str]) -> str:
     return ",".join(o.split("=", 1)[0].removeprefix("params.") + "=" + o.split("=", 1)[1] for o in combo) or "base"
 
 
+def _alike_everywhere(compiled: Sequence[Pipeline], names: set[str]) -> set[str]:
+    """Those of ``names`` that every combination compiled alike (same step, same environment) over
+    upstream steps that are alike too: their outputs are the same in every combination."""
+    first = compiled[0]
+    ups = GraphIndex.of(first).ups
+    same_env = all(p.environment == first.environment for p in compiled[1:])
+    alike: set[str] = set()
+    for step in first.steps:                 # in topological order: upstream steps first
+        name = step.name
+        if (same_env and name in names and all(u in alike for u in ups[name])
+                and all(p.step(name) == step for p in compiled[1:])):
+            alike.add(name)
+    return alike
+
+
+def _check_left_out(pipeline: Pipeline, selected: set[str], alike: set[str], options: RunOptions) -> None:
+    """MLP002 when a selected step reads a left-out step whose outputs differ between the combinations."""
+    ups = GraphIndex.of(pipeline).ups
+    differ = sorted({u for n in selected for u in ups[n] if u not in selected and u not in alike},
+                    key=pipeline.step_names.index)
+    if differ:
+        flags = " ".join(f"{f} {v}" for f, v in (("--from", options.from_step), ("--until", options.until)) if v)
+        names = ", ".join(f"`{n}`" for n in differ)
+        raise DiagnosticError([Diagnostic(
+            "MLP002", f"{flags} leaves out {names}, whose outputs differ between the sweep's combinations "
+                      "(it uses a swept param, or reads a step that does): each combination needs its own",
+            None, f"start from {differ[0]} (`--from {differ[0]}`), or run one combination with --no-sweep")])
+
+
 def run_sweep(project_dir: Path, pipeline: Pipeline, options: RunOptions) -> RunResult:
     """Run every combination, select the best, restore its outputs, register it."""
     from mlprism.runtime.ircache import load_pipelines_cached
@@ -171,6 +201,10 @@ def run_sweep(project_dir: Path, pipeline: Pipeline, options: RunOptions) -> Run
     selected = set(select_steps(pipeline, options))
     spec_path = project_dir / pipeline.spec_file
     compiled = [p for p, _ in load_pipelines_cached(spec_path, [[*pipeline.overrides, *combo] for combo in grid])]
+    # --from/--until: the steps left out whose outputs every combination would make alike are read from
+    # the project by every combination; one whose outputs differ between them cannot be left out
+    alike = _alike_everywhere(compiled, {n for n in pipeline.step_names if n not in selected})
+    _check_left_out(compiled[0], selected, alike, options)
     select = pipeline.sweep.select if pipeline.sweep else None
     if options.dry_run:
         plan = _plan_compiled(project_dir, grid, compiled, options)
@@ -208,7 +242,7 @@ def run_sweep(project_dir: Path, pipeline: Pipeline, options: RunOptions) -> Run
                     share = run.share = SharedSteps.of(compiled, run.selected, run.forced)
                 else:
                     ws = base / str(i)
-                    link_workspace(project_dir, ws, p, selected)
+                    link_workspace(project_dir, ws, p, set(p.step_names) - alike)
                     run = Run(session, ws, p, options, new_run_id(), write_lock=False, register=False, parent=sweep_id,
                               info=info, lazy=True, share=share)
                 run.label = f"{i}"

@@ -420,3 +420,22 @@ def test_an_interrupted_sweep_stops_every_combination_at_once(project, tmp_path:
         assert sweep["status"] == "interrupted"
         assert {c["status"] for c in ledger.children(sweep["id"])} == {"interrupted"}, json.dumps(
             ledger.children(sweep["id"]), default=str)
+
+
+def test_a_partial_sweep_cannot_leave_out_a_step_that_differs_between_combinations(
+        cli, project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--from report` with `train` swept: every combination would read the project's one `out/m.txt` (one
+    combination's model) as its own; refused with MLP002 and a hint, before anything runs."""
+    monkeypatch.setenv("LOG", str(tmp_path / "log.txt"))
+    spec = SHARED.replace("GOAL", "max").replace("sweep:", """  report:
+    run: cat out/m.txt > out/report.txt
+    inputs: [out/m.txt]
+    outputs: [out/report.txt]
+sweep:""")
+    proj = project({"pipeline.yaml": spec})
+    assert cli("run", "pipeline.yaml", cwd=proj).code == 0
+    r = cli("run", "pipeline.yaml", "--from", "report", cwd=proj)
+    assert r.code == 2 and "MLP002" in r.err and "`train`" in r.err and "--from train" in r.err, r.out + r.err
+    # a left-out step alike in every combination (feat) is fine
+    r = cli("run", "pipeline.yaml", "--from", "train", cwd=proj)
+    assert r.code == 0, r.out + r.err
