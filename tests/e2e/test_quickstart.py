@@ -271,3 +271,4 @@ def test_demo_script_runs_end_to_end_then_says_up_to_date(qs: Path) -> None:
     assert "everything up to date (3 steps cached)" in second
     assert "==> everything is up to date: nothing was retrained" in second
     assert "cancer@production is version 1" in second and "-> prediction" in second
+    assert "model `cancer` unchanged: already registered as version 1" in second and "registered: version" not in second

@@ -2273,10 +2273,12 @@ class Run:
             "fingerprint": r.fingerprint,
             "git_commit": self.s.git_commit,
         }
-        version = ModelRegistry(self.s.state_dir).register(reg.name, artifact, run_id=self.run_id, lineage=lineage)
-        shown = getattr(version, "version", version)
-        self.s.display.message(f"model `{reg.name}` registered: version {shown}")
-        return version
+        mv = ModelRegistry(self.s.state_dir).register_version(reg.name, artifact, run_id=self.run_id, lineage=lineage)
+        if mv.created:
+            self.s.display.message(f"model `{reg.name}` registered: version {mv.version}")
+        else:       # a rerun that changed nothing: the registry keys versions by the artifact's hash
+            self.s.display.message(f"model `{reg.name}` unchanged: already registered as version {mv.version}")
+        return mv.version
 
     def metrics(self) -> dict[str, float]:
         out: dict[str, float] = {}

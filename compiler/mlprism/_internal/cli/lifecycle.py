@@ -116,7 +116,8 @@ def _project_dir(arg: str) -> Path:
     if path.is_file():
         path = path.parent
     if not path.is_dir():
-        raise DiagnosticError([Diagnostic("MLP002", f"project directory {arg} does not exist")])
+        raise DiagnosticError([Diagnostic("MLP002", f"project directory {arg} does not exist", None,
+                                          "give the spec (or its directory) of an existing project")])
     return path
 
 
@@ -272,7 +273,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     port, host = args.port, args.host or "127.0.0.1"
     if args.model_dir:
         if args.model:
-            raise DiagnosticError([Diagnostic("MLP002", "give either --model or --model-dir, not both")])
+            raise DiagnosticError([Diagnostic("MLP002", "give either --model or --model-dir, not both", None,
+                                              "--model NAME@STAGE serves from the project's registry, --model-dir DIR "
+                                              "an exported model (`mlprism models export`)")])
         model = load_model_dir(Path(args.model_dir))
         if log is None and os.environ.get("MLPRISM_REQUEST_LOG"):
             log = Path(os.environ["MLPRISM_REQUEST_LOG"])

@@ -170,7 +170,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise DiagnosticError([Diagnostic("MLP002", "--image is used with --in-docker", None,
                                           "add --in-docker, or drop --image")])
     if args.jobs is not None and args.jobs < 1:
-        raise DiagnosticError([Diagnostic("MLP002", "-j needs a number of at least 1")])
+        raise DiagnosticError([Diagnostic("MLP002", "-j needs a number of at least 1", None,
+                                          "-j N runs up to N steps at once; the default is the number of CPUs")])
     pipeline = _load(args, overrides)
     options = RunOptions(jobs=args.jobs, only=tuple(only), from_step=args.from_step, until=args.until,
                          force=tuple(force) if force is not None else None, dry_run=args.dry_run,
