@@ -219,6 +219,7 @@ class LocalLauncher:
         self._spawn = can_spawn()                 # posix_spawn for steps that run in this process's directory
         self._spawn_dirs: dict[str, bool] = {}
         self._devnull: int | None = None
+        self._stopped = False                     # terminate_all was called: what starts now is killed at once
 
     def _take_log(self, log_path: str) -> None:
         """Put a spare empty file at ``log_path`` (a rename: no new file), unless it exists already."""
@@ -346,10 +347,18 @@ class LocalLauncher:
         except BaseException:
             os.close(log)
             raise
-        with self._lock:
-            self._procs[proc.pid] = proc
+        self._watch(proc)
         self._note(proc.pid, started)
         return Started(proc, log, log_file)
+
+    def _watch(self, proc: subprocess.Popen[bytes] | SpawnedProcess) -> None:
+        """Count a started process among the running ones; kill it at once if the runner is stopping
+        (terminate_all ran while it was being started: it did not see it)."""
+        with self._lock:
+            self._procs[proc.pid] = proc
+            stopped = self._stopped
+        if stopped:
+            _signal_group(proc.pid, signal.SIGKILL)
 
     def end(self, started: Started) -> int | None:
         """Let go of a command :meth:`start` started: its exit code, reaped, or None if it still runs."""
@@ -383,8 +392,7 @@ class LocalLauncher:
             proc = subprocess.Popen(["/bin/sh", "-c", command], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                                     stdout=subprocess.PIPE if piped else log, stderr=subprocess.STDOUT,
                                     start_new_session=True)
-            with self._lock:
-                self._procs[proc.pid] = proc
+            self._watch(proc)
             self._note(proc.pid, started_at)
             pump = None
             if piped:
@@ -409,8 +417,9 @@ class LocalLauncher:
             os.close(log)
 
     def terminate_all(self) -> None:
-        """Kill every running step's process group (the runner is stopping)."""
+        """Kill every running step's process group (the runner is stopping), and any started from now on."""
         with self._lock:
+            self._stopped = True
             procs = list(self._procs.values())
         threads = [threading.Thread(target=_stop_group, args=(p, self.kill_grace)) for p in procs]
         for t in threads:
@@ -1941,6 +1950,11 @@ class Run:
         timed_out = False
         launcher = self.s.launcher
         while True:
+            if self.s.stopping.is_set():          # Ctrl-C or SIGTERM before this attempt: none starts
+                return StepResult(step.name, "cancelled", decision.fingerprint.digest, attempts=attempts,
+                                  log=self._log_rel(step.name), started=started, ended=time.time(),
+                                  reason=("stopped with the run" + (f" (exit code {code})" if attempts else
+                                                                    " before this step started")))
             attempts += 1
             self._announce(step, log_path, attempts)
             timed_out = False
@@ -1954,10 +1968,10 @@ class Run:
                 # launchers may report a timeout as exit 124, like timeout(1) (DockerLauncher does)
                 if code == TIMEOUT_EXIT_CODE and step.timeout and time.monotonic() - t_start >= step.timeout:
                     timed_out, code = True, None
-            delay = self._retry_delay(step, attempts, code, timed_out)
+            delay = None if self.s.stopping.is_set() else self._retry_delay(step, attempts, code, timed_out)
             if delay is None:
                 break
-            time.sleep(delay)
+            self.s.stopping.wait(delay)           # a backoff that an interrupt cuts short (then no retry)
         if not isinstance(launcher, LocalLauncher) and self.s.secrets:
             _scrub_log(log_path, list(self.s.secrets.values()))
         return self._outcome(step, decision, outs, log_path, code, timed_out, attempts, started, time.time())
@@ -2114,6 +2128,10 @@ class Run:
         if timed_out:
             return StepResult(name, "failed", code="MLP403", **base,    # type: ignore[arg-type]
                               error=f"timed out after {step.timeout}s (process group killed)")
+        if code != 0 and self.s.stopping.is_set():
+            # the run is stopping (Ctrl-C, SIGTERM) and killed the step's process group: not the step's failure
+            return StepResult(name, "cancelled", reason=f"stopped with the run (exit code {code})",
+                              **base)  # type: ignore[arg-type]
         if code != 0:
             full = _disk_full_failure(self.workdir, outs, log_path)               # hardening: ENOSPC in a step
             if full is not None:

@@ -390,7 +390,12 @@ def test_an_interrupted_run_stops_the_steps_the_loop_started(project, tmp_path: 
     assert time.monotonic() - t0 < 10                           # not the steps' 60 s
     res = json.loads(out)
     assert res["status"] == "interrupted", err
-    assert {s["status"] for s in res["steps"].values()} == {"failed"}
+    # killed by the stopping run, not failed by themselves (the ledger says so too)
+    assert {s["status"] for s in res["steps"].values()} == {"cancelled"}, res["steps"]
+    assert all(s["reason"].startswith("stopped with the run") for s in res["steps"].values()), res["steps"]
+    shown = subprocess.run([str(BIN / "mlprism"), "runs", "show", "latest", "--json"], cwd=proj, env=env,
+                           capture_output=True, text=True, check=True)
+    assert "MLP400" not in shown.stdout and "cancelled" in shown.stdout, shown.stdout
     for pid in pids:                                            # both process groups are gone
         assert _group_gone(pid), f"process group {pid} still runs"
 
@@ -440,3 +445,59 @@ def test_a_note_that_cannot_be_written_does_not_fail_the_step(tmp_path: Path) ->
     finally:
         launcher.close()
     assert log.read_text() == "hi\n"
+
+
+def test_an_interrupt_is_not_retried_by_a_worker(project, tmp_path: Path) -> None:
+    """A step run by a worker (a secret's value is masked through a pipe) with retries left: Ctrl-C kills
+    it and the run stops; the kill is not an attempt that failed (it was retried and ran to the end)."""
+    proj = project({"pipeline.yaml": """
+        apiVersion: mlprism/v1
+        name: retried
+        environment: {secrets: [TOK]}
+        steps:
+          a: {run: echo $$ > a.pid; sleep 30; echo x > a.txt, outputs: [a.txt], retries: 2}
+    """})
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "TOK": "tok-not-shown-1234"}
+    proc = subprocess.Popen([str(BIN / "mlprism"), "run", "pipeline.yaml", "--json"], cwd=proj,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not ((proj / "a.pid").exists() and (proj / "a.pid").read_text().strip()):
+        time.sleep(0.05)
+    pid = int((proj / "a.pid").read_text())
+    (proj / "a.pid").unlink()
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert time.monotonic() - t0 < 10, err                     # not a retry's 30 s
+    res = json.loads(out)
+    assert res["status"] == "interrupted" and res["steps"]["a"]["status"] == "cancelled", res
+    assert res["steps"]["a"]["attempts"] == 1 and not (proj / "a.pid").exists(), res
+    assert _group_gone(pid) and not (proj / "a.txt").exists()
+
+
+def test_a_step_started_after_terminate_all_is_killed_at_once(tmp_path: Path) -> None:
+    """terminate_all snapshots the running processes: one started in the same moment (a worker between
+    its check and its spawn) is killed as it registers, not left to run out its time."""
+    launcher = executor.LocalLauncher(None)
+    cwd = Path.cwd()
+    try:
+        launcher.terminate_all()
+        t0 = time.monotonic()
+        started = launcher.start("sleep 30", cwd=cwd, env=dict(os.environ), log_path=tmp_path / "a.log")
+        assert started is not None
+        assert started.proc.wait() == -signal.SIGKILL and time.monotonic() - t0 < 10
+        launcher.end(started)
+        assert launcher.run("sleep 30", cwd=cwd, env=dict(os.environ), log_path=tmp_path / "b.log",
+                            timeout=None) == -signal.SIGKILL
+        assert time.monotonic() - t0 < 10
+    finally:
+        launcher.close()
+    masking = executor.LocalLauncher(None, redact_values=["tok-masked-5678"])     # Popen and a pipe instead
+    try:
+        masking.terminate_all()
+        t0 = time.monotonic()
+        assert masking.run("sleep 30", cwd=cwd, env=dict(os.environ), log_path=tmp_path / "c.log",
+                           timeout=None) == -signal.SIGKILL
+        assert time.monotonic() - t0 < 10
+    finally:
+        masking.close()
