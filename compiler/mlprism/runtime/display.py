@@ -69,6 +69,19 @@ class Display:
     def close(self) -> None: ...
 
 
+def to_devnull(stream: Any) -> None:
+    """Point ``stream``'s descriptor at /dev/null (its reader went away): later writes, and the
+    interpreter's last flush, no longer fail with BrokenPipeError. A stream without one is left."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, stream.fileno())
+        finally:
+            os.close(null)
+    except (OSError, ValueError, AttributeError):      # no descriptor (a StringIO)
+        pass
+
+
 class NullDisplay(Display):
     pass
 
@@ -106,14 +119,7 @@ class PlainDisplay(Display):
         """The pipe's reader left (`mlprism run ... | head`): the run goes on, unseen (each step's log is
         in .mlprism/runs/), is recorded, and exits with its own code. The stream's descriptor now points
         at /dev/null, so nothing written later (nor the interpreter's last flush) fails again."""
-        try:
-            null = os.open(os.devnull, os.O_WRONLY)
-            try:
-                os.dup2(null, self.stream.fileno())
-            finally:
-                os.close(null)
-        except (OSError, ValueError, AttributeError):      # no descriptor (a StringIO): drop its output
-            pass
+        to_devnull(self.stream)
         self.stream = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - lives as long as the display
         self._unflushed = False
 

@@ -185,19 +185,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         try:
             _dump(result.to_dict())
         except BrokenPipeError:     # the reader left; the run's outcome is still the exit code
-            _stdout_to_devnull()
+            from mlprism.runtime.display import to_devnull
+
+            to_devnull(sys.stdout)
     return 0 if result.ok else 1
-
-
-def _stdout_to_devnull() -> None:
-    try:
-        null = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(null, sys.stdout.fileno())
-        finally:
-            os.close(null)
-    except (OSError, ValueError, AttributeError):
-        pass
 
 
 def _local_plan(args: argparse.Namespace, pipeline: Any) -> dict[str, Any] | None:
