@@ -269,8 +269,100 @@ def _dotted_path(dotted: str) -> KeyPath:
     return tuple(dotted.split(".")) if dotted else ()
 
 
+def _default_groups(defaults: Any, within: str = "") -> tuple[list[str], list[str]]:
+    """The config groups and the configs (`- base`) a `defaults` list names, as Hydra reads them; in a
+    group file (`within`: its group) a group is also named relative to that group."""
+    groups: list[str] = []
+    configs: list[str] = []
+    for entry in defaults if isinstance(defaults, list) else []:
+        if isinstance(entry, str):
+            if entry != "_self_":
+                configs.append(entry)
+        elif isinstance(entry, dict) and len(entry) == 1:
+            key = str(next(iter(entry)))
+            for prefix in ("override ", "optional "):
+                key = key.removeprefix(prefix)
+            key = key.strip().split("@", 1)[0]
+            groups.append(key.lstrip("/"))
+            if within and not key.startswith("/"):
+                groups.append(f"{within}/{key}")
+    return groups, configs
+
+
+def _groups_in_use(data: dict[str, Any], file_dirs: Sequence[Path]) -> set[str]:
+    """Every config group the spec's `defaults` list uses, and those the defaults lists of the files it
+    selects (and of every option of a group it uses) name in turn."""
+    used: set[str] = set()
+    todo: list[tuple[Any, str]] = [(data.get("defaults"), "")]
+    seen: set[Path] = set()
+    while todo:
+        defaults, within = todo.pop()
+        groups, configs = _default_groups(defaults, within)
+        files: list[tuple[Path, str]] = []
+        for group in groups:
+            if group in used:
+                continue
+            used.add(group)
+            files += [(f, group) for base in file_dirs if (base / group).is_dir()
+                      for f in sorted((base / group).glob("*.yaml"))]
+        for name in configs:
+            files += [(base / f"{name}.yaml", name.rpartition("/")[0]) for base in file_dirs]
+        for f, group in files:
+            if f in seen or not f.is_file():
+                continue
+            seen.add(f)
+            try:
+                sub = load_file(f, str(f)).data
+            except DiagnosticError:
+                continue                    # reported if Hydra selects the file
+            if isinstance(sub, dict) and "defaults" in sub:
+                todo.append((sub["defaults"], group))
+    return used
+
+
+def _value_overrides(data: dict[str, Any], parsed_overrides: Sequence[Any], file_dirs: Sequence[Path]) -> set[int]:
+    """The overrides (their indices) that set, add or delete a key although a directory of the same name
+    lies in a search path (`data/` beside the spec: `~data`, `+data.x=1`): Hydra would read one as a config
+    group and fail (`~data`: "No match in the defaults list").
+
+    Such a directory is a config group only when it is used as one: the defaults list uses the group, or
+    the override picks one of its option files (`data=small` with `data/small.yaml`). Otherwise the
+    override is about the spec's key, and :func:`_hydra_compose` applies it to the composed config the
+    way Hydra applies every override of a key (after composition, in order), together with every other
+    override of the same key, one above or one below it (so their order stays as written).
+    """
+    candidates: list[int] = []
+    for i, ov in enumerate(parsed_overrides):
+        key = str(ov.key_or_group)
+        if ov.package is not None or ov.is_sweep_override() or isinstance(ov.value(), dict) or not key:
+            continue
+        if any((base / key).is_dir() for base in file_dirs):
+            candidates.append(i)
+    if not candidates:
+        return set()
+    used = _groups_in_use(data, file_dirs)
+    values: set[int] = set()
+    for i in candidates:
+        ov = parsed_overrides[i]
+        key = str(ov.key_or_group)
+        value = ov.value()
+        options = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+        if key in used or any(isinstance(o, str) and (base / key / f"{o}.yaml").is_file()
+                              for o in options for base in file_dirs):
+            continue                        # a config group, used as one
+        values.add(i)
+    keys = {str(parsed_overrides[i].key_or_group) for i in values}
+    for i, ov in enumerate(parsed_overrides):
+        key = str(ov.key_or_group)
+        if i not in values and "/" not in key and ov.package is None and not ov.is_sweep_override() and any(
+                key.startswith(k + ".") or k.startswith(key + ".") or k == key for k in keys) \
+                and not any((base / key).exists() for base in file_dirs):
+            values.add(i)                   # a key above or below one of them: applied in the same order
+    return values
+
+
 def _scan(data: dict[str, Any], parsed_overrides: Sequence[Any], file_dirs: Sequence[Path],
-          other_paths: bool, spec_dir: Path) -> _Scan:
+          other_paths: bool, spec_dir: Path, values: set[int] | frozenset[int] = frozenset()) -> _Scan:
     scan = _Scan(touched={("defaults",), ("hydra",)})
     groups: list[str] = []
     configs: list[str] = []
@@ -288,12 +380,13 @@ def _scan(data: dict[str, Any], parsed_overrides: Sequence[Any], file_dirs: Sequ
             groups.append(key.strip().lstrip("/"))
         else:
             scan.exact = False
-    for ov in parsed_overrides:
+    for i, ov in enumerate(parsed_overrides):
         if getattr(ov, "package", None):
             scan.exact = False
         key = str(ov.key_or_group)
         scan.touched.add(_dotted_path(key))
-        groups.append(key.lstrip("/"))
+        if i not in values:                 # (a key, not a config group: see _value_overrides)
+            groups.append(key.lstrip("/"))
     if (groups or configs) and other_paths:
         scan.exact = False
     for group in groups:
@@ -803,17 +896,21 @@ def compose(spec_path: Path, overrides: Sequence[str] = (), search_paths: Sequen
         if direct is not None:
             return direct
         parsed = _check_overrides(overrides)
-    scan = _scan(loaded.data, parsed, file_dirs, other_paths, spec_dir)
+    values = _value_overrides(loaded.data, parsed, file_dirs)
+    scan = _scan(loaded.data, parsed, file_dirs, other_paths, spec_dir, values)
     skeleton, collapsed = _collapse(loaded.data, scan.touched, scan.exact)
     hydra_warnings: list[Diagnostic] = []
-    cfg, choices = _hydra_compose(spec_path, skeleton, overrides, searchpath, loaded, display, scan, hydra_warnings)
+    as_values = [parsed[i] for i in sorted(values)]
+    cfg, choices = _hydra_compose(spec_path, skeleton, overrides, searchpath, loaded, display, scan, hydra_warnings,
+                                  as_values)
 
     from omegaconf import OmegaConf
 
     raw = OmegaConf.to_container(cfg, resolve=False)
     assert isinstance(raw, dict)
     if collapsed and not _expand(raw, collapsed):   # pragma: no cover - a placeholder moved: compose in full
-        cfg, choices = _hydra_compose(spec_path, loaded.data, overrides, searchpath, loaded, display, scan)
+        cfg, choices = _hydra_compose(spec_path, loaded.data, overrides, searchpath, loaded, display, scan,
+                                      as_values=as_values)
         raw = OmegaConf.to_container(cfg, resolve=False)
         collapsed = {}
     maps = _group_maps(choices, searchpath, spec_path, loaded, scan)
@@ -1051,7 +1148,9 @@ def compose_variant(ref: Composed, ref_parsed: Sequence[Any], overrides: Sequenc
 
 def _hydra_compose(spec_path: Path, primary: dict[str, Any], overrides: Sequence[str], searchpath: list[str],
                    loaded: Loaded, display: str, scan: _Scan | None = None,
-                   warned: list[Diagnostic] | None = None) -> tuple[Any, dict[str, str]]:
+                   warned: list[Diagnostic] | None = None, as_values: Sequence[Any] = ()) -> tuple[Any, dict[str, str]]:
+    """Compose with Hydra; `as_values` (parsed overrides, see :func:`_value_overrides`) are not given to
+    Hydra but applied afterwards, as Hydra applies the overrides of keys."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.config_store import ConfigStore
@@ -1060,7 +1159,8 @@ def _hydra_compose(spec_path: Path, primary: dict[str, Any], overrides: Sequence
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    hydra_overrides = list(overrides)
+    held = {ov.input_line for ov in as_values}
+    hydra_overrides = [ov for ov in overrides if ov not in held]
     if "hydra" not in repr(primary.get("defaults", "")):
         # Hydra's own config groups only fill the `hydra` node, which is dropped below: skip loading them.
         hydra_overrides[:0] = [f"~hydra/{group}" for group in _HYDRA_GROUPS]
@@ -1075,6 +1175,10 @@ def _hydra_compose(spec_path: Path, primary: dict[str, Any], overrides: Sequence
                 initialize_config_dir(config_dir=str(spec_path.parent), version_base=None):
             warnings.simplefilter("always")
             cfg = hydra_compose(config_name=_PRIMARY, overrides=hydra_overrides, return_hydra_config=True)
+        if as_values:
+            from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+            ConfigLoaderImpl._apply_overrides_to_config(list(as_values), cfg)   # cfg is in struct mode, as there
     except Exception as exc:
         # A config-group file that does not load: our own diagnostics are more precise than Hydra's.
         text = f"{exc} {exc.__cause__ or ''}"

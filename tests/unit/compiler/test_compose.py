@@ -284,3 +284,102 @@ def test_config_groups_are_found_whatever_the_directory_is_called(dirname: str, 
     shutil.copytree(GOLDEN / "full", project)
     composed = compose(project / "pipeline.yaml", ["env=prod"])
     assert composed.choices == {"env": "prod"}
+
+
+# -- keys named like a directory beside the spec ---------------------------------------------------
+#
+# Hydra reads an override whose key names a directory of a search path (the spec's own directory is one)
+# as a config-group override: `~data` with a `data/` directory beside the spec was "No match in the
+# defaults list". Such a directory is a config group only when used as one.
+
+BESIDE = {
+    "pipeline.yaml": """
+        apiVersion: mlprism/v1
+        name: beside
+        params: {lr: 0.1}
+        data:
+          raw: {path: data/raw.csv}
+        steps:
+          a: {run: echo a}
+    """,
+    "data/raw.csv": "x\n",
+    "data/schema.yaml": "raw: 1\n",          # a YAML file in data/ does not make it a config group
+    "src/train.py": "\n",
+    "deploy/base/kustomization.yaml": "resources: []\n",
+}
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [
+    (["~data"], {"data": None}),
+    (["~data.raw"], {"data": {}}),
+    (["~deploy"], {"deploy": None}),                          # (nothing to delete: see the errors below)
+    (["data.raw.path=x.csv"], {"data": {"raw": {"path": "x.csv"}}}),
+    (["+data.live.path=y.csv"], {"data": {"raw": {"path": "data/raw.csv"}, "live": {"path": "y.csv"}}}),
+    (["data={raw: {path: z.csv}}"], {"data": {"raw": {"path": "z.csv"}}}),
+    (["+src=1"], {"src": 1}),
+    (["++src=two"], {"src": "two"}),
+    (["data.raw.path=x.csv", "~data"], {"data": None}),       # in the order written
+    (["~data", "+data.raw.path=y.csv"], {"data": {"raw": {"path": "y.csv"}}}),
+    (["~data", "params.lr=0.5"], {"data": None, "params": {"lr": 0.5}}),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+def test_a_key_named_like_a_directory_is_a_key(overrides: list[str], expected: dict[str, Any],
+                                               tmp_path: Path) -> None:
+    spec = write(tmp_path / "p", BESIDE)
+    if overrides == ["~deploy"]:
+        spec.write_text(spec.read_text() + "deploy: {serve: {port: 8080}}\n")
+    c = compose(spec, overrides)
+    for key, value in expected.items():
+        if value is None:
+            assert key not in c.config, c.config
+        else:
+            assert c.config[key] == value
+    assert c.choices == {}
+    assert c.locate(overrides[-1].lstrip("+~").split("=")[0]).override == overrides[-1]
+
+
+@pytest.mark.parametrize(("overrides", "code", "hint"), [
+    (["~src"], "MLP111", "`~KEY` deletes a key that exists"),
+    (["src=x"], "MLP111", "`the spec` has no key `src`"),
+    (["~data.nope"], "MLP111", "`~KEY` deletes a key that exists"),
+    (["+data=x"], "MLP111", None),                               # the key exists: `data=x` or `++data=x`
+])
+def test_a_key_named_like_a_directory_errors_at_the_override(overrides: list[str], code: str, hint: str | None,
+                                                             tmp_path: Path) -> None:
+    with pytest.raises(DiagnosticError) as exc:
+        compose(write(tmp_path / "p", BESIDE), overrides)
+    d = exc.value.diagnostics[0]
+    assert (d.code, d.location.override if d.location else None) == (code, overrides[0]), d.render()
+    if hint:
+        assert d.hint is not None and d.hint.startswith(hint), d.hint
+
+
+GROUPS_NAMED_LIKE_KEYS = {
+    **BESIDE,
+    "pipeline.yaml": BESIDE["pipeline.yaml"].replace("name: beside", "name: beside\n        defaults: [_self_, {data: small}]"),
+    "conf/data/small.yaml": "# @package _global_\ndata:\n  raw: {path: small.csv}\n",
+    "conf/data/big.yaml": "# @package _global_\ndata:\n  raw: {path: big.csv}\n",
+    "conf/extra/one.yaml": "# @package _global_\nparams: {lr: 0.9}\n",
+}
+
+
+@pytest.mark.parametrize(("overrides", "choices", "path", "lr"), [
+    ([], {"data": "small"}, "small.csv", 0.1),
+    (["data=big"], {"data": "big"}, "big.csv", 0.1),
+    (["~data"], {}, "data/raw.csv", 0.1),                          # the group leaves the defaults list
+    (["data.raw.path=x.csv"], {"data": "small"}, "x.csv", 0.1),
+    (["+extra=one"], {"data": "small", "extra": "one"}, "small.csv", 0.9),   # an option file: a group
+])
+def test_a_config_group_used_as_one_stays_a_config_group(overrides: list[str], choices: dict[str, str], path: str,
+                                                         lr: float, tmp_path: Path) -> None:
+    c = compose(write(tmp_path / "p", GROUPS_NAMED_LIKE_KEYS), overrides)
+    assert c.choices == choices
+    assert (c.config["data"]["raw"]["path"], c.config["params"]["lr"]) == (path, lr)
+
+
+def test_a_group_beside_the_spec_used_by_the_defaults_list_stays_a_group(tmp_path: Path) -> None:
+    files = {**BESIDE, "pipeline.yaml": GROUPS_NAMED_LIKE_KEYS["pipeline.yaml"],
+             "data/small.yaml": "# @package _global_\ndata:\n  raw: {path: small.csv}\n"}
+    spec = write(tmp_path / "p", files)
+    assert compose(spec).config["data"]["raw"]["path"] == "small.csv"
+    c = compose(spec, ["~data"])
+    assert (c.choices, c.config["data"]["raw"]["path"]) == ({}, "data/raw.csv")
