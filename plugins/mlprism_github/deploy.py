@@ -1,6 +1,7 @@
 """The deploy job of the pipeline workflow (``deploy.serve``).
 
-It needs every other job (so a failed gate anywhere means no deploy), runs only
+It needs every other job (so a failed gate anywhere means no deploy; with a sweep, the
+selection: a combination that failed its gate is only not a candidate), runs only
 for ``deploy_branches``, and runs in the GitHub environment named by the
 ``environment`` option: add required reviewers to that environment and a
 person approves each deploy. After approval it
@@ -34,15 +35,23 @@ if TYPE_CHECKING:
     from mlprism_github.workflow import Builder
 
 
-def _if_branches(branches: tuple[str, ...]) -> str:
-    """`if:` for the deploy job; branch names are schema-checked (letters, digits, `_./-`, a final `*`)."""
+def _if_branches(branches: tuple[str, ...], needs: list[str] | None = None) -> str:
+    """`if:` for the deploy job; branch names are schema-checked (letters, digits, `_./-`, a final `*`).
+
+    With `needs` (a sweep): every job it needs succeeded, whatever became of the legs of the sweep
+    before the selection (GitHub's implicit `success()` would look at them too).
+    """
     tests = [f"startsWith(github.ref, 'refs/heads/{b[:-1]}')" if b.endswith("*") else f"github.ref == 'refs/heads/{b}'"
              for b in branches]
-    return "${{ " + " || ".join(tests) + " }}"
+    branch = " || ".join(tests)
+    if needs is None:
+        return "${{ " + branch + " }}"
+    ok = " && ".join(f"needs.{n}.result == 'success'" for n in needs)
+    return "${{ !cancelled() && " + ok + " && (" + branch + ") }}"
 
 
 def deploy_job(b: Builder, needs: list[str]) -> dict[str, Any]:
-    from mlprism_github.workflow import _run
+    from mlprism_github.workflow import SELECT_JOB, _run
 
     p, o = b.p, b.o
     assert p.deploy is not None and p.deploy.serve is not None
@@ -118,7 +127,7 @@ def deploy_job(b: Builder, needs: list[str]) -> dict[str, Any]:
     return {
         "name": f"deploy {serve.model}",
         "needs": needs,
-        "if": _if_branches(o.deploy_branches),
+        "if": _if_branches(o.deploy_branches, needs if SELECT_JOB in needs else None),
         "runs-on": b.runs_on_default(),
         "permissions": permissions,
         **b.job_defaults(),

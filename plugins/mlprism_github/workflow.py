@@ -17,11 +17,19 @@ Layout of what is emitted for a pipeline ``NAME``:
     Sweeps: every step that uses a swept param, and everything downstream of
     it, is a ``strategy.matrix`` over the combinations (``sweep: [0, 1, …]``;
     the values are in the script, never in an expression). Each leg uploads
-    ``STEP.sweep-I``; the ``select_sweep`` job ranks the legs by
-    ``sweep.select`` and re-publishes the winner's outputs as ``STEP``.
+    ``STEP.sweep-I`` when it succeeds (an empty archive for a step without
+    outputs); a leg of a later swept step downloads its own leg's archives, so
+    it fails when that leg failed (``fail-fast: false`` and ``if: !cancelled()``
+    let the other legs go on). A leg passed when every swept step of it did;
+    the ``select_sweep`` job (``!cancelled()``: it runs when some legs failed,
+    e.g. their gate) ranks the legs that passed by ``sweep.select`` and
+    re-publishes the winner's outputs as ``STEP``; it fails when none passed.
+    As locally, the run is then reported failed (a leg's job failed) but the
+    best passing combination is selected and registered.
 
-    Deploy (``deploy.serve``): the ``deploy_model`` job needs every other job,
-    runs only on ``deploy_branches`` and in the GitHub environment
+    Deploy (``deploy.serve``): the ``deploy_model`` job needs every other job
+    (with a sweep: the selection, not every leg of it; a leg that failed its gate
+    is only not a candidate), runs only on ``deploy_branches`` and in the GitHub environment
     ``environment`` (add required reviewers there), builds the serving image
     and applies the kubernetes target's manifests when configured.
 
@@ -111,9 +119,15 @@ def cell(value):
         text = text.replace(a, b)
     return " ".join(text.split())
 metric, goal = spec["metric"], spec["goal"]
-scores = []
+def passed(index):                      # every swept step of the leg succeeded (and uploaded its archive)
+    return all(os.path.exists(os.path.join(tmp, "mlprism-sweep", f"{step}.sweep-{index}", f"{step}.tar"))
+               for step in spec["swept"])
+scores, failed = [], []
 for index, overrides in enumerate(spec["legs"]):
-    if not metric:                      # no `sweep.select`: every leg ran; the first one goes on
+    if not passed(index):               # failed (e.g. its gate) or did not run: not a candidate
+        failed.append((index, overrides, "failed"))
+        continue
+    if not metric:                      # no `sweep.select`: the first leg that passed goes on
         scores.append((float("nan"), index, overrides))
         continue
     found = {}
@@ -126,8 +140,12 @@ for index, overrides in enumerate(spec["legs"]):
             found.setdefault(key, value)
     value = found.get(metric)
     if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise SystemExit(f"sweep leg {index} reports no number for metric {metric!r}")
+        failed.append((index, overrides, f"no number for {metric}"))
+        continue
     scores.append((float(value), index, overrides))
+if not scores:
+    raise SystemExit(f"no leg of the sweep passed{' with a number for ' + repr(metric) if metric else ''}: "
+                     "nothing is selected")
 if metric:
     best = (max if goal == "max" else min)(scores, key=lambda s: (s[0], -s[1] if goal == "max" else s[1]))
 else:
@@ -135,9 +153,10 @@ else:
 with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as out:
     title = f"best {cell(metric)} ({goal})" if metric else "no `select`: the first leg goes on"
     out.write(f"### Sweep: {title}\n\n| leg | overrides | {cell(metric or '-')} |\n|---|---|---|\n")
-    for value, index, overrides in scores:
+    rows = [(index, overrides, f"{value:g}") for value, index, overrides in scores] + failed
+    for index, overrides, shown in sorted(rows):
         mark = " **best**" if index == best[1] else ""
-        out.write(f"| {index}{mark} | {cell(' '.join(overrides))} | {value:g} |\n")
+        out.write(f"| {index}{mark} | {cell(' '.join(overrides))} | {cell(shown)} |\n")
     out.write("\n")
 os.makedirs(os.path.join(tmp, "mlprism-out"), exist_ok=True)
 for step in spec["steps"]:
@@ -146,6 +165,8 @@ for step in spec["steps"]:
         shutil.copyfile(source, os.path.join(tmp, "mlprism-out", f"{step}.tar"))
 with open(os.environ["GITHUB_OUTPUT"], "a", encoding="utf-8") as out:
     out.write(f"index={best[1]}\n")
+for index, overrides, why in failed:
+    print(f"leg {index} is not a candidate ({why}): {' '.join(overrides)}")
 print(f"best leg: {best[1]} ({metric} = {best[0]:g}): {' '.join(best[2])}")
 PY"""
 
@@ -282,7 +303,8 @@ class Builder:
         # each job (dump_yaml writes a collection it meets again from its first text). Nothing
         # here outlives this Builder, and nothing changes these objects once built.
         self._shared: dict[Any, Any] = {}
-        self._with_artifact = {s.name for s in p.steps if s.outputs or s.metrics}
+        # a swept step always uploads (maybe an empty archive): its leg's archive says that the leg succeeded
+        self._with_artifact = {s.name for s in p.steps if s.outputs or s.metrics or s.name in self.swept}
         self._uses = {key: _uses(action) for key, action in self.a.items()}
         self._cache_path = _join(self.wd, ".mlprism/cache")
         if "${{" in self.wd:
@@ -408,6 +430,8 @@ class Builder:
         run_minutes, job_minutes = _timeout(step)
         if job_minutes:
             job["timeout-minutes"] = job_minutes
+        if swept and any(up in self.swept for up in needs):
+            job["if"] = _if_legs(needs, self.swept)
         if swept:
             job["strategy"] = self.matrix()
         steps: list[dict[str, Any]] = [self.checkout(), self.setup_python(), self.install()]
@@ -450,9 +474,9 @@ class Builder:
         if name in self._with_artifact:
             files = [*step.outputs, *([step.metrics] if step.metrics else [])]
             tar = sh_word(name + ".tar")
+            what = f"-- {Script().words(files)}" if files else "--files-from=/dev/null"   # (empty: the leg succeeded)
             steps.append({"name": "Pack the outputs", "run": _script(
-                f'mkdir -p "$RUNNER_TEMP/mlprism-out"\ntar -cf "$RUNNER_TEMP/mlprism-out/"{tar} -- '
-                f"{Script().words(files)}\n")})
+                f'mkdir -p "$RUNNER_TEMP/mlprism-out"\ntar -cf "$RUNNER_TEMP/mlprism-out/"{tar} {what}\n')})
             steps.append(self.upload(_artifact(name, swept), f"{name}.tar", "error", "Upload the outputs"))
         steps.extend(self.records(name, swept))
         job["steps"] = steps
@@ -574,15 +598,14 @@ class Builder:
         assert p.sweep is not None
         swept = [s for s in p.steps if s.name in self.swept]
         steps: list[dict[str, Any]] = [self.checkout()]
-        for s in swept:
-            if self.has_artifact(s):
-                steps.append({"name": f"Download every leg of {s.name}", "uses": _uses(self.a["download-artifact"]),
-                              "with": {"pattern": f"{s.name}.sweep-*", "path": "${{ runner.temp }}/mlprism-sweep"}})
+        for s in swept:         # the legs that succeeded uploaded one (see _with_artifact)
+            steps.append({"name": f"Download every leg of {s.name}", "uses": _uses(self.a["download-artifact"]),
+                          "with": {"pattern": f"{s.name}.sweep-*", "path": "${{ runner.temp }}/mlprism-sweep"}})
         select = p.sweep.select
         metric_files = [[s.name, posixpath.normpath(s.metrics)] for s in reversed(swept) if s.metrics]
         spec = {"metric": select.metric if select else "", "goal": select.goal if select else "max",
                 "legs": self.legs, "metrics": metric_files,
-                "steps": [s.name for s in swept if self.has_artifact(s)]}
+                "steps": [s.name for s in swept if self.has_artifact(s)], "swept": [s.name for s in swept]}
         sh = Script()
         sh.add(f"sweep={sh.word(json.dumps(spec, ensure_ascii=False, sort_keys=True))}", _SELECT_SCRIPT)
         choose = {"name": "Select the best leg", "id": "select", "run": sh.text()}
@@ -609,6 +632,8 @@ class Builder:
         job: dict[str, Any] = {
             "name": "select the best of the sweep",
             "needs": sorted(self.swept),
+            # also when some legs failed (their gate, say): the script picks among the legs that passed
+            "if": "${{ !cancelled() && !contains(needs.*.result, 'skipped') }}",
             "runs-on": _labels(self.o.runs_on),
             "permissions": {"contents": "read"},
             **self.job_defaults(),
@@ -706,6 +731,15 @@ class Builder:
         from mlprism_github.monitor import monitor_workflow
 
         return monitor_workflow(self)
+
+
+def _if_legs(needs: list[str], swept: set[str]) -> str:
+    """`if:` of a swept step's job that needs swept jobs: it runs when some of their legs failed (each leg
+    downloads its own leg's archives, so it fails when that leg failed); not when an upstream job that is
+    not swept failed, nor when a swept one did not run at all."""
+    tests = ["!cancelled()"] + [f"needs.{n}.result == 'success'" if n not in swept else f"needs.{n}.result != 'skipped'"
+                                for n in needs]
+    return "${{ " + " && ".join(tests) + " }}"
 
 
 def _labels(value: str | tuple[str, ...]) -> str | list[str]:

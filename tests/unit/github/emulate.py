@@ -3,8 +3,11 @@
 What GitHub would provide is emulated just enough, and nothing of the workflow is skipped
 silently:
 
-- jobs in `needs:` order, matrix legs one after another, a job whose `needs` failed is skipped;
-  `if:` on steps (`!cancelled()`) and on jobs (the deploy job's branch test) is honoured;
+- jobs in `needs:` order, matrix legs one after another (a job fails when a leg does); a job
+  without a status function in its `if:` is skipped when a job it needs was skipped or one before
+  it (needed, directly or not) failed, as GitHub's implicit `success()`; `if:` on steps
+  (`!cancelled()`) and on jobs (`!cancelled()`, `needs.J.result`, `contains(needs.*.result, …)`,
+  the deploy job's branch test) is honoured;
 - `actions/checkout` copies the project into a fresh workspace for every job;
 - `actions/setup-python` and the "Install requirements and mlprism" step are the only steps
   not executed: the test's own environment already has Python and this mlprism;
@@ -133,14 +136,18 @@ class Emulator:
     def run(self) -> dict[str, JobResult]:
         self.store.new_run()
         results: dict[str, JobResult] = {}
+        ancestors: dict[str, set[str]] = {}
         for name in self.order():
             job = self.wf["jobs"][name]
             needs = job.get("needs") or []
-            if any(not results[n].ok or results[n].skipped for n in needs):
+            ancestors[name] = set(needs).union(*(ancestors[n] for n in needs))
+            cond = job.get("if")
+            status_function = cond is not None and re.search(r"\b(cancelled|always|failure|success)\(\)", cond)
+            if not status_function and (any(results[n].skipped for n in needs)
+                                        or any(not results[n].ok for n in ancestors[name])):
                 results[name] = JobResult(name, ok=True, skipped=True)
                 continue
-            cond = job.get("if")
-            if cond is not None and evaluate(cond, {**self._base_ctx(), **self._ref_ctx(cond)}) != "true":
+            if cond is not None and not self._job_if(cond, {n: results[n] for n in needs}):
                 results[name] = JobResult(name, ok=True, skipped=True)
                 continue
             legs = ((job.get("strategy") or {}).get("matrix") or {}).get("sweep")
@@ -158,15 +165,83 @@ class Emulator:
                     "github.ref": self.ref, "github.token": "ghs_emulated"})
         return ctx
 
-    def _ref_ctx(self, cond: str) -> dict[str, str]:
-        """The deploy job's branch test, evaluated."""
-        expr = cond.strip()[3:-2].strip()
-        ok = False
-        for part in expr.split(" || "):
-            m = re.fullmatch(r"github\.ref == '([^']*)'", part)
-            s = re.fullmatch(r"startsWith\(github\.ref, '([^']*)'\)", part)
-            ok |= bool(m and self.ref == m.group(1)) or bool(s and self.ref.startswith(s.group(1)))
-        return {expr: "true" if ok else "false"}
+    def _job_if(self, cond: str, needs: dict[str, JobResult]) -> bool:
+        """A job's `if:`, for the forms generated workflows use (see gha._ALLOWED), with `&&`, `||`, `!`
+        and parentheses; nothing is cancelled here."""
+        def result(r: JobResult) -> str:
+            return "skipped" if r.skipped else "success" if r.ok else "failure"
+
+        tokens = re.findall(r"\|\||&&|!=|==|!|\(|\)|,|'[^']*'|[A-Za-z_][A-Za-z0-9_.*-]*", cond.strip()[3:-2])
+        pos = 0
+
+        def peek() -> str | None:
+            return tokens[pos] if pos < len(tokens) else None
+
+        def take(expected: str | None = None) -> str:
+            nonlocal pos
+            tok = tokens[pos]
+            assert expected is None or tok == expected, (expected, tok, cond)
+            pos += 1
+            return tok
+
+        def value() -> Any:
+            tok = take()
+            if tok.startswith("'"):
+                return tok[1:-1]
+            if tok == "cancelled":
+                take("("), take(")")
+                return False
+            if tok in ("contains", "startsWith"):
+                take("(")
+                a = value()
+                take(",")
+                b = value()
+                take(")")
+                return b in a if tok == "contains" else a.startswith(b)
+            if tok == "needs.*.result":
+                return [result(r) for r in needs.values()]
+            m = re.fullmatch(r"needs\.([A-Za-z_][A-Za-z0-9_-]*)\.result", tok)
+            if m:
+                return result(needs[m.group(1)])
+            if tok == "github.ref":
+                return self.ref
+            raise AssertionError(f"no value for {tok} in the emulation: {cond}")
+
+        def unary() -> Any:
+            if peek() == "!":
+                take()
+                return not unary()
+            if peek() == "(":
+                take()
+                v = disjunction()
+                take(")")
+                return v
+            v = value()
+            if peek() in ("==", "!="):
+                op = take()
+                w = value()
+                return (v == w) == (op == "==")
+            return v
+
+        def conjunction() -> Any:
+            v = unary()
+            while peek() == "&&":
+                take()
+                w = unary()
+                v = v and w
+            return v
+
+        def disjunction() -> Any:
+            v = conjunction()
+            while peek() == "||":
+                take()
+                w = conjunction()
+                v = v or w
+            return v
+
+        out = disjunction()
+        assert pos == len(tokens), cond
+        return bool(out)
 
     def run_job(self, name: str, job: dict[str, Any], leg: int | None) -> JobResult:
         root = self.work / f"run{self.store.run_id}" / f"{name}-{leg}"

@@ -60,6 +60,12 @@ _ALLOWED = [
     r"steps\.check\.outputs\.drifted",
     r"needs\.drift\.outputs\.drifted == 'true'",
     r"!cancelled\(\)",
+    # a swept job after swept jobs, the select job of a sweep, the deploy job after a sweep
+    r"!cancelled\(\)( && needs\.[A-Za-z_][A-Za-z0-9_-]*\.result (==|!=) '(success|skipped)')+",
+    r"!cancelled\(\) && !contains\(needs\.\*\.result, 'skipped'\)",
+    r"!cancelled\(\)( && needs\.[A-Za-z_][A-Za-z0-9_-]*\.result == 'success')+ && \("
+    r"(github\.ref == 'refs/heads/[A-Za-z0-9_./-]+'|startsWith\(github\.ref, 'refs/heads/[A-Za-z0-9_./-]*'\))"
+    r"( \|\| (github\.ref == 'refs/heads/[A-Za-z0-9_./-]+'|startsWith\(github\.ref, 'refs/heads/[A-Za-z0-9_./-]*'\)))*\)",
     r"(github\.ref == 'refs/heads/[A-Za-z0-9_./-]+'|startsWith\(github\.ref, 'refs/heads/[A-Za-z0-9_./-]*'\))"
     r"( \|\| (github\.ref == 'refs/heads/[A-Za-z0-9_./-]+'|startsWith\(github\.ref, 'refs/heads/[A-Za-z0-9_./-]*'\)))*",
 ]

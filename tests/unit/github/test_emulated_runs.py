@@ -1,7 +1,7 @@
 """The generated workflow, run job by job here with the real mlprism (see emulate.py): outputs move
 between jobs as artifacts, the sweep's best leg is selected, a second run is all cache hits
-through `actions/cache` keyed by `mlprism fingerprint`, and a failed gate fails its job and
-skips everything after it."""
+through `actions/cache` keyed by `mlprism fingerprint`, a failed gate fails its job (every leg's: nothing
+is selected), and a combination that fails its gate is only not a candidate."""
 
 from __future__ import annotations
 
@@ -83,9 +83,22 @@ def test_three_runs_of_the_generated_workflow(tmp_path: Path) -> None:
         assert "up to date" in log, log[-2000:]
     assert "cache hit: mlprism-e2e-registry-1001" in _log(second, "score")
 
-    # 3. a person dispatches bias=3: every leg fails its gate, so nothing after it runs
+    # 3. a person dispatches bias=3: every leg fails its gate, so nothing is selected
     third = run(3, {"bias": "3"})
     assert third["make"].ok and "up to date" in _log(third, "make")
     assert not third["score"].ok
     assert "accuracy" in _log(third, "score")
-    assert third["select_sweep"].skipped
+    assert not third["select_sweep"].ok and "no leg of the sweep passed" in _log(third, "select_sweep")
+    assert "select" not in third["select_sweep"].outputs
+
+    # 4. bias=1.3: leg 0 (accuracy 0.45) fails its gate, leg 1 (0.7) passes: as locally, the run fails (a
+    #    leg's job did) but the best passing combination is selected, published and its registry kept
+    fourth = run(4, {"bias": "1.3"})
+    assert not fourth["score"].ok
+    assert fourth["select_sweep"].ok, _log(fourth, "select_sweep")[-3000:]
+    assert fourth["select_sweep"].outputs["select"]["index"] == "1"
+    assert "| 0 | params.scale=1 | failed |" in fourth["select_sweep"].summary
+    assert "| 1 **best** | params.scale=2 | 0.7 |" in fourth["select_sweep"].summary
+    with tarfile.open(store.artifact_dir("score") / "score.tar") as tar:
+        assert tar.extractfile("out/model.txt").read() == b"scale=2.0 bias=1.3\n"
+    assert any(k.startswith("mlprism-e2e-registry-1004") for _, k, _ in store._entries())

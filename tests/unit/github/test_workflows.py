@@ -182,7 +182,13 @@ def test_deploy_is_gated_approved_and_last(cases: dict[str, Case]) -> None:
     _, doc = pipeline_doc(cases["golden-full"])
     deploy = doc["jobs"]["deploy_model"]
     assert deploy["environment"] == "production"
-    assert deploy["if"] == "${{ github.ref == 'refs/heads/main' }}"
+    # after a sweep: when the selection succeeded (a leg that failed its gate is only not a candidate, as
+    # locally and on Argo), not on GitHub's implicit success(), which would look at every leg
+    assert deploy["if"] == "${{ !cancelled() && needs.select_sweep.result == 'success' && (github.ref == 'refs/heads/main') }}"
+    assert doc["jobs"]["select_sweep"]["if"] == "${{ !cancelled() && !contains(needs.*.result, 'skipped') }}"
+    # a leg of evaluate runs when some legs of train failed; it downloads its own leg of train
+    assert doc["jobs"]["evaluate"]["if"] == ("${{ !cancelled() && needs.prepare.result == 'success' "
+                                             "&& needs.train.result != 'skipped' }}")
     # needs every job, transitively: nothing runs after it and a failed gate anywhere stops it
     reach: set[str] = set()
     todo = list(deploy["needs"])
@@ -211,7 +217,8 @@ def test_options_reach_the_workflow(cases: dict[str, Case]) -> None:
     assert "mlprism[ml] @ git+https://github.com/example/mlprism@0123456789abcdef0123456789abcdef01234567" in text
     deploy = jobs["deploy_model"]
     assert deploy["environment"] == "prod-eu"
-    assert deploy["if"] == "${{ github.ref == 'refs/heads/main' || startsWith(github.ref, 'refs/heads/release/') }}"
+    assert deploy["if"] == ("${{ !cancelled() && needs.select_sweep.result == 'success' && "
+                            "(github.ref == 'refs/heads/main' || startsWith(github.ref, 'refs/heads/release/')) }}")
     assert deploy["permissions"] == {"contents": "read", "packages": "write"}
     steps = {s["name"]: s for s in deploy["steps"]}
     push = steps["Push the images"]
