@@ -182,6 +182,8 @@ CODES: dict[str, str] = {
     "MLP303": "Invalid options in a target's `targets.<name>` section.",
     "MLP304": "Generated files are stale (`--check`).",
     "MLP305": "A generated file is larger than its platform accepts (a warning; the file is written).",
+    "MLP306": "A file an earlier compile generated is no longer generated but was changed since, or a "
+              "manifest in `.mlprism-generated/` is unusable (a warning; nothing is deleted on its account).",
     "MLP320": "A spec value cannot be carried into the kubernetes target's manifests (`{{`, which Argo "
               "substitutes, or two names that become one Argo name).",
     # 4xx: running
