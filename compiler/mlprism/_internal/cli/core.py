@@ -39,8 +39,12 @@ def register(sub: Any) -> None:
     add_spec_args(p)
     p.add_argument("--target", "-t", action="append", required=True, metavar="T",
                    help="target name (repeatable); `all` for every installed target; `ir` for the IR as JSON")
-    p.add_argument("--out", "-o", default=".", help="output directory (several targets: one subdirectory each)")
-    p.add_argument("--check", action="store_true", help="write nothing; exit 1 if DIR differs, listing the files")
+    p.add_argument("--out", "-o", default=".",
+                   help="output directory (several targets: one subdirectory each); compile records what it "
+                        "generated in OUT/.mlprism-generated/ and deletes what it generated before and no longer does")
+    p.add_argument("--check", action="store_true",
+                   help="write nothing; exit 1 if OUT differs (a file to write, or one an earlier compile "
+                        "generated that compile would delete), listing the files")
     p.add_argument("--jobs", "-j", type=_jobs, default=None, metavar="N",
                    help="emit up to N targets side by side on a large spec (default: the CPUs available; 1: one after another)")
     p.add_argument("--timings", action="store_true",
@@ -97,14 +101,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def emit_targets(args: argparse.Namespace,
-                 timings: dict[str, float] | None = None) -> tuple[list[str], dict[str, dict[str, Any]]]:
+def emit_targets(args: argparse.Namespace, timings: dict[str, float] | None = None
+                 ) -> tuple[list[str], dict[str, dict[str, Any]], dict[str, Any]]:
     """Compile the spec for every `--target` (`all` expands; `ir` is the IR as JSON); write nothing.
 
-    Shared by `compile` and `diff`. All targets' errors are collected before raising.
+    Shared by `compile` and `diff`. All targets' errors are collected before raising. Returns the
+    target names, their files and their owners (for the writer's manifest of generated files).
     """
     from mlprism._internal.compiler import emit_many, project_path_for
     from mlprism._internal.target import GeneratedFile, size_warnings
+    from mlprism._internal.write import Owner
 
     plugins = _plugins(args)
     names: list[str] = []
@@ -136,24 +142,37 @@ def emit_targets(args: argparse.Namespace,
         from mlprism._internal.cli import print_diagnostics
 
         print_diagnostics(warnings)
-    return names, outputs
+    choices = tuple(sorted(pipeline.config_choices.items()))
+    return names, outputs, {name: Owner(pipeline.name, name, choices) for name in names}
+
+
+def dest_of(out: Path, name: str, names: list[str]) -> Path:
+    """Where a target's files go: `out`, or with several targets `out/<target>`."""
+    return out if len(names) == 1 else out / name
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
     from mlprism._internal.write import write_files
 
     timings: dict[str, float] | None = {} if args.timings else None
-    names, outputs = emit_targets(args, timings)
+    from mlprism._internal.cli import print_diagnostics
+
+    names, outputs, owners = emit_targets(args, timings)
     out = Path(args.out)
     stale: list[str] = []
     start = time.perf_counter()
     for name in names:
-        dest = out if len(names) == 1 else out / name
-        result = write_files(dest, outputs[name], check=args.check)
+        dest = dest_of(out, name, names)
+        result = write_files(dest, outputs[name], check=args.check, owner=owners[name])
+        print_diagnostics(result.warnings)
         if args.check:
-            stale.extend(str(dest / f) for f in result.stale)
+            stale.extend(sorted([*(str(dest / f) for f in result.stale),
+                                 *(f"{dest / f} (no longer generated: compile deletes it)" for f in result.removed)]))
         else:
-            print(f"{name}: wrote {len(result.written)} file(s), {len(result.unchanged)} unchanged in {dest}")
+            removed = f", deleted {len(result.removed)}" if result.removed else ""
+            print(f"{name}: wrote {len(result.written)} file(s), {len(result.unchanged)} unchanged{removed} in {dest}")
+            for f in result.removed:
+                print(f"  deleted {dest / f} (no longer generated)")
     if timings is not None:
         timings["check" if args.check else "write"] = time.perf_counter() - start
         print_timings(timings)

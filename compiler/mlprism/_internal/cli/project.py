@@ -22,14 +22,15 @@ def register(sub: Any) -> None:
     p.add_argument("--force", action="store_true", help="overwrite files that already exist")
     p.set_defaults(handler=cmd_init)
 
-    p = sub.add_parser("diff", help="show what `mlprism compile` would change (a unified diff); exit 1 if anything")
+    p = sub.add_parser("diff", help="show what `mlprism compile` would change (a unified diff: the files it "
+                                        "writes and those it deletes); exit 1 if anything")
     p.add_argument("spec", help="the pipeline spec (pipeline.yaml)")
     p.add_argument("overrides", nargs="*", metavar="OVERRIDE", help="Hydra overrides, as for compile")
     p.add_argument("--target", "-t", action="append", required=True, metavar="T",
                    help="target name (repeatable); `all` for every installed target; `ir` for the IR as JSON")
     p.add_argument("--out", "-o", default=".", help="the directory compile would write (several targets: "
                                                      "one subdirectory each)")
-    p.add_argument("--stat", action="store_true", help="list the changed files only")
+    p.add_argument("--stat", action="store_true", help="list the changed files only (new file, changed, mode change, deleted)")
     p.set_defaults(handler=cmd_diff)
 
 
@@ -287,20 +288,25 @@ metrics/
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from mlprism._internal.cli.core import emit_targets
+    from mlprism._internal.cli import print_diagnostics
+    from mlprism._internal.cli.core import dest_of, emit_targets
+    from mlprism._internal.write import plan_output
 
-    names, outputs = emit_targets(args)
+    names, outputs, owners = emit_targets(args)
     out = Path(args.out)
     changed = 0
     for name in names:
-        dest = out if len(names) == 1 else out / name
-        for rel in sorted(outputs[name]):
-            text = file_diff(dest, rel, outputs[name][rel], stat=args.stat)
-            if text:
+        dest = dest_of(out, name, names)
+        plan = plan_output(dest, outputs[name], owners[name])
+        print_diagnostics(plan.warnings)
+        texts = {rel: file_diff(dest, rel, gf, stat=args.stat) for rel, gf in plan.files.items()}
+        texts.update({rel: deletion_diff(dest, rel, stat=args.stat) for rel in plan.remove})
+        for rel in sorted(texts):
+            if texts[rel]:
                 changed += 1
-                sys.stdout.write(text)
+                sys.stdout.write(texts[rel])
     if changed:
-        print(f"{changed} file(s) would change; `mlprism compile` writes them", file=sys.stderr)
+        print(f"{changed} file(s) would change; `mlprism compile` writes (or deletes) them", file=sys.stderr)
         return 1
     print(f"no changes: {', '.join(names)} in {out} match the spec", file=sys.stderr)
     return 0
@@ -311,6 +317,23 @@ def _display(path: Path) -> str:
         return os.path.relpath(path).replace(os.sep, "/")
     except ValueError:      # pragma: no cover - another drive on Windows
         return path.as_posix()
+
+
+def deletion_diff(dest: Path, rel: str, stat: bool = False) -> str:
+    """A git-style deletion of `dest/rel`, a file an earlier compile generated and compile deletes."""
+    path = dest / rel
+    shown = _display(path)
+    if stat:
+        return f"deleted: {shown}\n"
+    old = path.read_bytes()
+    header = f"diff --mlprism a/{shown} b/{shown}\ndeleted file mode {'100755' if os.access(path, os.X_OK) else '100644'}\n"
+    try:
+        old_text = old.decode("utf-8")
+    except UnicodeDecodeError:
+        return header + f"Binary files a/{shown} and /dev/null differ\n"
+    lines = difflib.unified_diff(old_text.splitlines(keepends=True), [], fromfile=f"a/{shown}", tofile="/dev/null")
+    body = "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
+    return header + body
 
 
 def file_diff(dest: Path, rel: str, generated: Any, stat: bool = False) -> str:
