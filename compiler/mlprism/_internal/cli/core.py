@@ -35,13 +35,20 @@ def register(sub: Any) -> None:
     p.add_argument("--timings", action="store_true", help="print the seconds each compiler stage took (stderr)")
     p.set_defaults(handler=cmd_validate)
 
-    p = sub.add_parser("compile", help="compile a spec for one or more targets")
+    p = sub.add_parser("compile", help="compile a spec for one or more targets",
+                       description="Compile a spec for one or more targets and write the files (atomically, "
+                                   "byte-identical on every compile). Beside them, `.mlprism-generated/NAME.TARGET"
+                                   "[.GROUP=CHOICE…].json` records what this pipeline, target and config choices "
+                                   "generated there (commit it with the files): a later compile deletes the files "
+                                   "it generated before and no longer does (a workflow of a dropped `monitor`), "
+                                   "unless another manifest there lists them or they changed since (kept, warning "
+                                   "MLP306). Files mlprism did not generate are never touched. `--check` writes "
+                                   "and deletes nothing: it lists what compile would write or delete, and exits 1 "
+                                   "if there is any; `mlprism diff` shows it.")
     add_spec_args(p)
     p.add_argument("--target", "-t", action="append", required=True, metavar="T",
                    help="target name (repeatable); `all` for every installed target; `ir` for the IR as JSON")
-    p.add_argument("--out", "-o", default=".",
-                   help="output directory (several targets: one subdirectory each); compile records what it "
-                        "generated in OUT/.mlprism-generated/ and deletes what it generated before and no longer does")
+    p.add_argument("--out", "-o", default=".", help="output directory (several targets: one subdirectory each)")
     p.add_argument("--check", action="store_true",
                    help="write nothing; exit 1 if OUT differs (a file to write, or one an earlier compile "
                         "generated that compile would delete), listing the files")
