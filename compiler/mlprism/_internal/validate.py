@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import math
 import numbers
 import os
 import posixpath
@@ -89,9 +90,11 @@ def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
 def _validator(schema_json: str) -> Any:
     """A validator for the schema (no meta-schema check here: tests check the core schema, and a
     broken plugin section is found when validation fails — see :func:`schema_errors`)."""
-    from jsonschema import Draft202012Validator
+    from jsonschema import Draft202012Validator, validators
 
-    return Draft202012Validator(inline_refs(json.loads(schema_json)))
+    finite = Draft202012Validator.TYPE_CHECKER.redefine("number", lambda _checker, x: _is_number(x))
+    validator = validators.extend(Draft202012Validator, type_checker=finite)
+    return validator(inline_refs(json.loads(schema_json)))
 
 
 _BY_ID: dict[int, tuple[dict[str, Any], Any]] = {}
@@ -162,7 +165,9 @@ _SIMPLE = frozenset({"type", "properties", "additionalProperties", "required", "
 
 
 def _is_number(x: Any) -> bool:
-    return not isinstance(x, bool) and isinstance(x, numbers.Number)
+    """A JSON number: not a bool, and finite (JSON has no NaN or infinity; YAML's `.nan`, `.inf` and
+    `1e999` are refused wherever the schema asks for a number, in both checks)."""
+    return not isinstance(x, bool) and isinstance(x, numbers.Number) and (type(x) is int or math.isfinite(x))
 
 
 def _is_integer(x: Any) -> bool:
@@ -477,6 +482,11 @@ def _convert(err: Any, locate: Locate) -> list[Diagnostic]:
         whose = f"`{where}` is" if path else "the spec is"
         return [Diagnostic("MLP202", f"{whose} missing the required key `{key}`", at(locate, dotted, "key"),
                            _REQUIRED_HINTS.get(key))]
+    if validator == "type" and _non_finite(err.instance):
+        return [Diagnostic("MLP203", f"`{where}`: `{_yaml_float(err.instance)}` is not a finite number",
+                           at(locate, dotted, "value"),
+                           "JSON has no NaN or infinity: write a finite number (leave out a bound you do not need)"
+                           "; to pass the text, quote it: `'inf'`")]
     if validator == "type":
         expected = err.validator_value
         expected = " or ".join(_noun(e) for e in expected) if isinstance(expected, list) else _noun(expected)
@@ -517,6 +527,14 @@ def _convert(err: Any, locate: Locate) -> list[Diagnostic]:
         message = message[:199] + "…"
     return [Diagnostic("MLP203", f"`{where}`: {message}", at(locate, dotted, "value"),
                        (err.schema.get("description") if isinstance(err.schema, dict) else None))]
+
+
+def _non_finite(value: Any) -> bool:
+    return type(value) is float and not math.isfinite(value)
+
+
+def _yaml_float(value: float) -> str:
+    return ".nan" if value != value else (".inf" if value > 0 else "-.inf")
 
 
 def _clip(text: str, n: int = 60) -> str:
