@@ -166,7 +166,7 @@ CODES: dict[str, str] = {
     "MLP213": "Invalid duration.",
     "MLP214": "Unsupported `apiVersion`.",
     "MLP220": "`needs` names a step that does not exist.",
-    "MLP221": "The same output is produced by two steps.",
+    "MLP221": "The same output is produced by two steps, or one step's output lies inside another's.",
     "MLP222": "A gate checks a metric that no step reports.",
     "MLP223": "An input is not produced by any step, is not declared data and does not exist on disk.",
     "MLP224": "The steps form a cycle.",

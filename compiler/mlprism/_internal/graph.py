@@ -36,7 +36,8 @@ def _parents(path: str) -> Iterable[str]:
 
 
 def infer_edges(steps: Sequence[Step], locate: Locate | None = None) -> tuple[list[Edge], list[Diagnostic]]:
-    """Data edges (outputs -> inputs) and `needs` edges, sorted; plus duplicate-output errors."""
+    """Data edges (outputs -> inputs) and `needs` edges, sorted; plus the errors of outputs made twice:
+    the same path by two steps, or a path inside another step's output (MLP221)."""
     diags: list[Diagnostic] = []
     normal: dict[str, str] = {}                       # path as written -> normalised (an output and its readers)
     producer: dict[str, tuple[str, str]] = {}          # normalised output -> (step, output as written)
@@ -57,8 +58,23 @@ def infer_edges(steps: Sequence[Step], locate: Locate | None = None) -> tuple[li
                                         "each file has one producer; write to another path or merge the steps"))
                 continue
             producer[key] = (name, out)
+            nested = None
             for parent in _parents(key):
+                if nested is None:
+                    above = producer.get(parent)
+                    if above is not None and above[0] != name:
+                        nested = (f"`{out}` (of `{name}`) is inside `{above[1]}`, an output of `{above[0]}`", above[0])
                 below.setdefault(parent, []).append((name, out))
+            if nested is None:
+                inner = next((o for o in below.get(key, ()) if o[0] != name), None)
+                if inner is not None:
+                    nested = (f"`{out}` (of `{name}`) holds `{inner[1]}`, an output of `{inner[0]}`", inner[0])
+            if nested is not None:
+                where = f"steps.{name}.outputs.{i}" if i < len(outputs) else f"steps.{name}.metrics"
+                diags.append(Diagnostic(
+                    "MLP221", nested[0], locate(where) if locate else None,
+                    f"each path has one producer, and so has everything below it: write `{name}`'s output "
+                    f"outside `{nested[1]}`'s, or let one step make both"))
     # (source, target, kind, path or ""): sorted as the edges are, without an Edge per duplicate
     found: set[tuple[str, str, str, str]] = set()
     add = found.add
