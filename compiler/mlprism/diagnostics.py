@@ -175,6 +175,8 @@ CODES: dict[str, str] = {
     "MLP227": "A deploy or monitor setting refers to something that does not exist.",
     "MLP230": "A path escapes the project (absolute, `..`, or through a symlink); `data` may, with `external: true`.",
     "MLP231": "A step depends on itself.",
+    "MLP232": "An output or metrics file would replace the project directory itself, mlprism's state (`.mlprism/`, "
+              "the lock file), `.git/`, the spec or a config file it is composed from.",
     # 3xx: plugins and targets
     "MLP300": "Unknown target.",
     "MLP301": "A plugin failed to load or raised an error.",

@@ -20,6 +20,7 @@ from mlprism._internal.lower import collect_locations, lower, missing_inputs
 from mlprism._internal.plugins import Plugins, call_each, load_plugins, schema_sections
 from mlprism._internal.target import EmitContext, GeneratedFile
 from mlprism._internal.validate import (
+    Protected,
     escaping_paths,
     full_schema,
     schema_errors,
@@ -275,7 +276,8 @@ def load_pipeline(spec: str | os.PathLike[str], overrides: Sequence[str] = (), *
     sections = schema_sections(plugins)
     errors = schema_errors(config, full_schema(sections), composed.locate)
     if not errors:
-        errors = semantic_errors(config, composed.locate)
+        composed_from = [m.file for m in composed.maps if m is not loaded.source_map]
+        errors = semantic_errors(config, composed.locate, Protected(spec_path.name, composed_from))
     if errors:
         raise DiagnosticError(errors)
     for name in (config.get("targets") or {}):

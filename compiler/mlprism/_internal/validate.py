@@ -696,10 +696,53 @@ def cron_problem(expr: Any) -> str | None:
     return None
 
 
+class Protected:
+    """The paths of a project no step may write (MLP232): the project directory itself, mlprism's state
+    (`.mlprism/`, the lock file), `.git/`, the spec and the config files it is composed from."""
+
+    def __init__(self, spec_name: str = "pipeline.yaml", composed_from: Sequence[str] = ()) -> None:
+        stem = posixpath.splitext(spec_name)[0]
+        # as runtime.lockfile.lock_path names it
+        lock = "mlprism.lock" if stem == "pipeline" else f"{stem}.mlprism.lock"
+        self.dirs = {".mlprism": "mlprism's state (runs, cache, ledger, registry)", ".git": "git's repository"}
+        self.files = {lock: "the lock file", spec_name: "the spec"}
+        for f in composed_from:
+            f = posixpath.normpath(f)
+            if f != "." and not path_problem(f):
+                self.files.setdefault(f, "a config file the spec is composed from")
+        #: first parts of the paths that may be taken (the rest cannot be: checked only for these)
+        self.firsts = {".", "..", "", *(p.split("/", 1)[0] for p in (*self.dirs, *self.files))}
+
+    def taken(self, path: str) -> str | None:
+        """What `path` (an output) would overwrite, or None."""
+        key = posixpath.normpath(path)
+        if key == ".":
+            return "is the project directory itself"
+        if key == ".." or key.startswith(("../", "/")):
+            return None                     # leaves the project: MLP230
+        for d, what in self.dirs.items():
+            if key == d or key.startswith(d + "/"):
+                return f"is {'' if key == d else 'inside '}`{d}/`, {what}"
+        if key in self.files:
+            return f"is {self.files[key]}"
+        for f, what in self.files.items():
+            if f.startswith(key + "/"):
+                return f"holds `{f}`, {what}"
+        return None
+
+
+_TAKEN_HINT = ("a step writes its own files: name an output below a directory of its own, e.g. `out/model.pkl` "
+               "(mlprism's state, the lock file, the spec, its config files and `.git/` are not a step's to replace)")
+
+
 @without_gc
-def semantic_errors(config: Mapping[str, Any], locate: Locate) -> list[Diagnostic]:
-    """Checks the schema cannot express. Runs only on a schema-valid config."""
+def semantic_errors(config: Mapping[str, Any], locate: Locate, protect: Protected | None = None) -> list[Diagnostic]:
+    """Checks the schema cannot express. Runs only on a schema-valid config.
+
+    `protect`: the paths no output may take (default: those of a spec named `pipeline.yaml`).
+    """
     diags: list[Diagnostic] = []
+    protect = protect or Protected()
     steps: dict[str, Any] = config.get("steps") or {}
     registry = config.get("registry")
     serve = (config.get("deploy") or {}).get("serve") or {}
@@ -736,14 +779,22 @@ def semantic_errors(config: Mapping[str, Any], locate: Locate) -> list[Diagnosti
                     f"`{cond['not_worse_than']}` model, but the spec has no `registry`",
                     at(locate, f"{where}.gate.{i}.not_worse_than", "key"),
                     "add `registry: {name: ..., artifact: ...}`, or use `min:`/`max:` bounds"))
-        for kind in ("inputs", "outputs"):
-            for i, p in enumerate(step.get(kind) or []):
-                if path_problem(p):          # (the message is built only for a path with a problem)
-                    diags.extend(_path_diag(p, f"step `{name}` {kind[:-1]}", f"{where}.{kind}.{i}", locate,
-                                            external if kind == "inputs" else None))
+        for i, p in enumerate(step.get("inputs") or []):
+            if path_problem(p):              # (the message is built only for a path with a problem)
+                diags.extend(_path_diag(p, f"step `{name}` input", f"{where}.inputs.{i}", locate, external))
+        outputs = step.get("outputs") or []
         metrics = step.get("metrics")
-        if metrics and path_problem(metrics):
-            diags.extend(_path_diag(metrics, f"step `{name}` metrics file", f"{where}.metrics", locate))
+        for i, p in enumerate([*outputs, metrics] if metrics else outputs):
+            problem = path_problem(p)
+            if not problem and p.split("/", 1)[0] not in protect.firsts:
+                continue                     # most outputs: nothing to say (messages are built only below)
+            dotted, what = ((f"{where}.outputs.{i}", f"step `{name}` output") if i < len(outputs)
+                            else (f"{where}.metrics", f"step `{name}` metrics file"))
+            taken = protect.taken(p)
+            if taken:
+                diags.append(Diagnostic("MLP232", f"{what} `{p}` {taken}", at(locate, dotted, "value"), _TAKEN_HINT))
+            elif problem:
+                diags.extend(_path_diag(p, what, dotted, locate))
     for dname, entry in (config.get("data") or {}).items():
         diags.extend(_path_diag(entry["path"], f"data `{dname}`", f"data.{dname}.path", locate,
                                 external if entry.get("external") else None))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -134,3 +135,18 @@ def test_semantic_checks_collect_every_problem() -> None:
     }, "sweep": {"params": {"lr": [1]}}}
     codes = sorted(d.code for d in semantic_errors(config, lambda d: None))
     assert codes == ["MLP210", "MLP213", "MLP220", "MLP222", "MLP226", "MLP231"]
+
+
+@pytest.mark.parametrize("spec", ["pipeline.yaml", "train.yaml"])
+def test_outputs_may_not_take_the_lock_file_the_spec_or_state(spec: str) -> None:
+    from mlprism._internal.validate import Protected
+    from mlprism.runtime.lockfile import lock_path
+
+    protect = Protected(spec, ["conf/env/dev.yaml"])
+    assert protect.taken(lock_path(Path(spec)).name) == "is the lock file"
+    assert protect.taken(spec) == "is the spec"
+    assert protect.taken("./conf/env") == "holds `conf/env/dev.yaml`, a config file the spec is composed from"
+    assert protect.taken(".mlprism/cache/x").startswith("is inside `.mlprism/`")
+    assert protect.taken("./") == "is the project directory itself"
+    for fine in ("out/mlprism.lock", "conf2", "out/.git/x", ".gitignore", "../x", "/abs"):
+        assert protect.taken(fine) is None, fine
