@@ -28,6 +28,7 @@ from mlprism._internal.validate import (
     secret_value_errors,
     secret_values_in,
     semantic_errors,
+    unused_sweep_errors,
 )
 from mlprism._internal.write import normalize
 from mlprism.diagnostics import (
@@ -278,6 +279,8 @@ def load_pipeline(spec: str | os.PathLike[str], overrides: Sequence[str] = (), *
     if not errors:
         composed_from = [m.file for m in composed.maps if m is not loaded.source_map]
         errors = semantic_errors(config, composed.locate, Protected(spec_path.name, composed_from))
+    if not errors:
+        errors = unused_sweep_errors(composed.raw, composed.locate)
     if errors:
         raise DiagnosticError(errors)
     for name in (config.get("targets") or {}):

@@ -869,6 +869,61 @@ def semantic_errors(config: Mapping[str, Any], locate: Locate, protect: Protecte
     return diags
 
 
+_PARAM_USE = re.compile(r"\bparams(?:\.([A-Za-z0-9_.]+))?")
+_RELATIVE_USE = re.compile(r"\$\{\.+([A-Za-z0-9_.]+)")
+
+
+def unused_sweep_errors(raw: Mapping[str, Any], locate: Locate) -> list[Diagnostic]:
+    """MLP228 for each swept param that nothing uses: no `${params.…}` outside `sweep` names it, its
+    parent or a key below it (nor `${params}`), so every combination would run the same pipeline.
+
+    `raw`: the composed spec with its interpolations kept. A use anywhere counts (a step's `run` or
+    `env`, another param, a data path): only a param nothing mentions is refused.
+    """
+    sweep = raw.get("sweep")
+    swept = list((sweep.get("params") or {}) if isinstance(sweep, Mapping) else ())
+    if not swept:
+        return []
+    used: set[str] = set()
+    leaves: set[str] = set()              # relative interpolations inside `params` (`${.lr}`)
+    everything = False
+
+    def walk(node: Any, in_params: bool) -> None:
+        nonlocal everything
+        if isinstance(node, Mapping):
+            for v in node.values():
+                walk(v, in_params)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v, in_params)
+        elif isinstance(node, str) and "${" in node:
+            for m in _PARAM_USE.finditer(node):
+                if m.group(1) is None:
+                    everything = True
+                else:
+                    used.add(m.group(1).rstrip("."))
+            if in_params:
+                leaves.update(m.group(1).rstrip(".") for m in _RELATIVE_USE.finditer(node))
+
+    for key, value in raw.items():
+        if key != "sweep":
+            walk(value, key == "params")
+    if everything:
+        return []
+    diags = []
+    for name in swept:
+        last = name.rsplit(".", 1)[-1]
+        if any(u == name or u.startswith(name + ".") or name.startswith(u + ".") for u in used) or \
+                any(leaf.split(".")[0] == last or leaf == last for leaf in leaves):
+            continue
+        diags.append(Diagnostic(
+            "MLP228", f"`sweep.params.{name}`: no step uses the param `{name}`, so every combination would run "
+                      "the same pipeline",
+            at(locate, f"sweep.params.{name}", "key"),
+            f"use it in a step's `run` (`${{params.{name}}}`), or remove it from the sweep"))
+    return diags
+
+
 def _listing(names: Any, n: int = 8) -> str:
     names = list(names)
     shown = ", ".join(f"`{x}`" for x in names[:n])
