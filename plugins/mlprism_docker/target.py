@@ -175,6 +175,16 @@ class DockerTarget(mlprism.Target):
                             for s in secrets)
             secret_prefix = f"{mounts} \\\n{reads}    "
         env_instruction = ""
+        broken = [k for k, v in env.variables.items() if "\n" in v or "\r" in v]
+        if broken:
+            # legitimate elsewhere (a process environment, a manifest, a workflow carry it), but a
+            # Dockerfile's ENV cannot: a line break ends the instruction, and its escapes have no `\n`
+            raise mlprism.DiagnosticError([mlprism.Diagnostic(
+                "MLP302", f"target `docker` cannot express the line break in the value of `{k}`: a Dockerfile "
+                          "`ENV` value is one line", p.location(f"environment.variables.{k}"),
+                "use a one-line value for this target (an override works: "
+                f"`environment.variables.{k}=...`), or compile to local, kubernetes or github-actions, which carry it")
+                for k in broken])
         if env.variables:
             env_instruction = "ENV " + " \\\n    ".join(
                 f"{k}={dockerfile_string(v)}" for k, v in env.variables.items())
@@ -197,7 +207,8 @@ class DockerTarget(mlprism.Target):
             "mlprism_version": context.mlprism_version,
             "data_paths": list(data_paths),
             "pipeline_cmd": json.dumps(run_all),
-            "pipeline_description": p.description or f"Steps of the {p.name} pipeline",
+            # a label is one line: a block-scalar description (`description: |`) is folded
+            "pipeline_description": " ".join(p.description.split()) or f"Steps of the {p.name} pipeline",
             "serve": serve,
             "serve_description": f"Model server of the {p.name} pipeline ({serve.model})" if serve else "",
         }

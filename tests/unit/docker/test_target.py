@@ -261,3 +261,35 @@ def test_value_helpers() -> None:
     assert [memory_limit(q) for q in ("4Gi", "512Mi", "1.5Gi", "1G", "100", "2Ki")] == \
         ["4g", "512m", "1610612736", "1000000000", "100", "2k"]
     assert [cpu_limit(q) for q in ("2", "500m", "1500m", "0.25")] == ["2", "0.5", "1.5", "0.25"]
+
+
+def test_a_line_break_in_an_environment_value_is_located(project) -> None:
+    """Legitimate for the targets that carry it (local, kubernetes, github-actions); a Dockerfile ENV cannot."""
+    spec = project({"pipeline.yaml": """
+        apiVersion: mlprism/v1
+        name: demo
+        environment:
+          variables: {X: "a\\nb: c", Y: ok}
+        steps:
+          a: {run: echo a}
+        """}) / "pipeline.yaml"
+    result = run_cli("compile", str(spec), "--target", "docker", "--out", str(spec.parent / "out"))
+    assert result.code == 2
+    assert re.search(r"pipeline\.yaml:4:18: error\[MLP302\]: .*`X`", result.err), result.err
+    assert "hint:" in result.err
+    for target in ("local", "kubernetes", "github-actions"):
+        assert run_cli("compile", str(spec), "--target", target, "--out", str(spec.parent / target)).code == 0, target
+
+
+def test_a_multi_line_description_is_one_label_line(project) -> None:
+    spec = project({"pipeline.yaml": """
+        apiVersion: mlprism/v1
+        name: demo
+        description: |
+          Trains the model.
+          Then evaluates it.
+        steps:
+          a: {run: echo a}
+        """}) / "pipeline.yaml"
+    files = mlprism.compile_spec(str(spec), "docker")
+    assert 'org.opencontainers.image.description="Trains the model. Then evaluates it."' in files["Dockerfile"].decode()
