@@ -7,7 +7,7 @@ what must be reported.
     # file: conf/env/dev.yaml     (optional: following lines up to `# end` go to that file)
 
 Every case must exit 2, print no traceback, and report each expected code at
-its location.
+its location; every error it reports has a hint.
 """
 
 from __future__ import annotations
@@ -73,6 +73,8 @@ def test_case(case: Path, tmp_path: Path) -> None:
         where = "override" if "override" in loc else f"{loc.get('line')}:{loc.get('col')}"
         found.append((d["code"], where))
         assert d["message"], d
+        if d["severity"] == "error":
+            assert d.get("hint"), f"every user error has a hint: {d}"
     for code, where in expects:
         assert (code, where) in found, f"expected {code} at {where}; got {found}"
 

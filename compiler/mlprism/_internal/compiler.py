@@ -6,6 +6,7 @@ Each stage lives in its own module; this one only strings them together.
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -32,6 +33,7 @@ from mlprism._internal.validate import (
 )
 from mlprism._internal.write import normalize
 from mlprism.diagnostics import (
+    CODES,
     Diagnostic,
     DiagnosticError,
     Diagnostics,
@@ -262,10 +264,15 @@ def load_pipeline(spec: str | os.PathLike[str], overrides: Sequence[str] = (), *
     # 2. compose (Hydra + OmegaConf)
     search = config_searchpath(plugins, spec_path.parent)
     clock.lap("load")
-    if shared:
-        composed = shared.compose(spec_path, overrides, search, display, loaded)
-    else:
-        composed = compose(spec_path, list(overrides), search, display=display, loaded=loaded)
+    try:
+        if shared:
+            composed = shared.compose(spec_path, overrides, search, display, loaded)
+        else:
+            composed = compose(spec_path, list(overrides), search, display=display, loaded=loaded)
+    except DiagnosticError as exc:
+        if all(d.hint for d in exc.diagnostics):
+            raise
+        raise DiagnosticError([with_default_hint(d) for d in exc.diagnostics]) from exc.__cause__
     warnings.extend(composed.warnings)
     config = composed.config
     # ... or in the composed spec (`${oc.env:NAME}`, a literal): it would reach every generated file
@@ -313,6 +320,38 @@ def load_pipeline(spec: str | os.PathLike[str], overrides: Sequence[str] = (), *
     pipeline = run_passes(pipeline, plugins)
     clock.lap("passes")
     return Compiled(pipeline, warnings, spec_path, clock.laps)
+
+
+_ENV_MISSING = re.compile(r"Environment variable '([^']+)' not found")
+_NOT_CONTAINER = re.compile(r"node `([^`]+)` is not a container and thus cannot contain `([^`]+)`")
+
+
+def with_default_hint(diag: Diagnostic) -> Diagnostic:
+    """`diag` with a hint, when composing (Hydra, OmegaConf) gave it none: every user error has one."""
+    if diag.hint or not diag.is_error:
+        return diag
+    text = diag.message
+    hint = None
+    if diag.code == "MLP120":
+        env = _ENV_MISSING.search(text)
+        node = _NOT_CONTAINER.search(text)
+        if env:
+            hint = (f"set `{env.group(1)}` in the environment, or give a default: "
+                    f"`${{oc.env:{env.group(1)},default}}`")
+        elif node:
+            hint = f"`{node.group(1)}` is a value, not a mapping: refer to it as `${{{node.group(1)}}}`"
+        elif "should return a string" in text:
+            hint = ("a key named by an inner interpolation must be text: `${params.${params.which}}` needs "
+                    "`which: lr`, the name of a param")
+        else:
+            hint = ("an interpolation names a key of the spec (`${params.NAME}`) or reads the environment "
+                    "(`${oc.env:NAME,default}`); write a literal `${` as `\\${`")
+    elif diag.code == "MLP113" and "Ambiguous value" in text:
+        hint = ("several values for one key make a sweep: add `-m` (`mlprism run -m params.lr=1,2`); for one value "
+                "with a comma, quote it: `'params.lr=\"1,2\"'`")
+    elif diag.code in CODES:
+        hint = f"see {diag.code} in docs/reference/error-codes.md; rerun with --debug for the details"
+    return replace(diag, hint=hint) if hint else diag
 
 
 def config_searchpath(plugins: Plugins, spec_dir: Path) -> list[str]:

@@ -355,8 +355,14 @@ def load_file(path: Path, display: str | None = None) -> Loaded:
         hint = (f"did you mean `{display.rstrip('/')}/pipeline.yaml`?" if (path / "pipeline.yaml").is_file()
                 else "give the path of the spec file inside it")
         raise DiagnosticError([Diagnostic("MLP102", f"{display} is a directory, not a spec file", None, hint)])
+    except PermissionError as exc:
+        raise DiagnosticError([Diagnostic(
+            "MLP102", f"cannot read {display}: {exc.strerror or exc}", None,
+            "the spec must be readable by the user running mlprism: `chmod a+r` it (and `a+x` its directories), "
+            "or run as its owner")]) from None
     except OSError as exc:
-        raise DiagnosticError([Diagnostic("MLP102", f"cannot read {display}: {exc.strerror or exc}", None)])
+        raise DiagnosticError([Diagnostic("MLP102", f"cannot read {display}: {exc.strerror or exc}", None,
+                                          "check the file and the disk it is on, then run again")])
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     try:

@@ -8,6 +8,7 @@ section. Errors are mapped back to ``file:line:col`` with a hint.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import json
 import math
@@ -425,6 +426,8 @@ def schema_errors(config: Mapping[str, Any], schema: dict[str, Any], locate: Loc
     seen: set[tuple[str, str]] = set()
     for err in ordered:
         for diag in _convert(err, locate):
+            if not diag.hint:                # every user error has a hint: the schema's words, or where to read
+                diag = dataclasses.replace(diag, hint=_schema_hint(err))
             key = (diag.code, str(diag.location) + diag.message)
             if key not in seen:
                 seen.add(key)
@@ -493,7 +496,7 @@ def _convert(err: Any, locate: Locate) -> list[Diagnostic]:
         got = "empty" if err.instance is None else f"not {_article(_json_type(err.instance))}"
         return [Diagnostic("MLP201", f"`{where}` should be {_article(expected)}, but it is {got}"
                            if err.instance is None else f"`{where}` should be {_article(expected)}, {got}",
-                           at(locate, dotted, "value"), _type_hint(path, err.instance))]
+                           at(locate, dotted, "value"), _type_hint(path, err.instance, err.validator_value))]
     if validator == "pattern" and path in (["name"], ["registry", "name"]):
         return [_name_diag(str(err.instance), where, at(locate, dotted, "value"))]
     if validator == "const" and path == ["apiVersion"]:
@@ -507,6 +510,14 @@ def _convert(err: Any, locate: Locate) -> list[Diagnostic]:
         options = [str(v) for v in err.validator_value]
         hint = did_you_mean(str(err.instance), options) or f"one of: {', '.join(options)}"
         return [Diagnostic("MLP203", f"`{where}`: `{err.instance}` is not allowed", at(locate, dotted, "value"), hint)]
+    if validator == "minProperties" and isinstance(err.instance, dict):
+        have = list(err.instance)
+        allowed = [k for k in (err.schema.get("properties") or {}) if k not in have]
+        if len(path) >= 2 and path[-2] == "gate":        # (goal and tolerance qualify a bound)
+            allowed = [k for k in ("min", "max", "not_worse_than") if k not in have]
+        return [Diagnostic("MLP203", f"`{where}` has {_listing(have) or 'no keys'}; it needs at least "
+                           f"{err.validator_value} keys", at(locate, dotted, "value"),
+                           f"add {'one of ' if len(allowed) > 1 else ''}{_listing(allowed, 12)}" if allowed else None)]
     if validator in ("minProperties", "minItems") and not err.instance:
         return [Diagnostic("MLP203", f"`{where}` is empty", at(locate, dotted, "value"),
                            _EMPTY_HINTS.get(str(path[-1]) if path else "", err.schema.get("description")))]
@@ -582,7 +593,44 @@ def _article(word: str) -> str:
     return ("an " if word[:1] in "aeiou" else "a ") + word
 
 
-def _type_hint(path: list[Any], value: Any) -> str | None:
+def _schema_hint(err: Any) -> str:
+    """A hint from the schema for an error that has none: its description, else where the key is documented."""
+    schema = err.schema if isinstance(err.schema, dict) else {}
+    text = schema.get("description")
+    if not isinstance(text, str) or not text:
+        path = [str(p) for p in err.absolute_path]
+        if len(path) >= 2 and path[0] == "targets":
+            text = f"see the options of `targets.{path[1]}` in docs/targets/{path[1]}.md"
+        elif path:
+            text = f"see `{path[0]}` in docs/reference/spec.md#{path[0].lower()}"
+        else:
+            text = "see docs/reference/spec.md"
+    return text
+
+
+def _type_hint(path: list[Any], value: Any, expected: Any = None) -> str | None:
+    hint = _specific_type_hint(path, value)
+    if hint:
+        return hint
+    wanted = set(expected if isinstance(expected, list) else [expected])
+    if "string" in wanted and isinstance(value, bool | int | float):
+        text = {True: "true", False: "false"}.get(value, value) if isinstance(value, bool) else value
+        return f"quote it: `\"{text}\"`" + (" (unquoted, a number loses its trailing zeros: 3.10 is 3.1)"
+                                             if isinstance(value, float) else "")
+    if wanted == {"boolean"}:
+        return "write `true` or `false`, without quotes"
+    if wanted <= {"number", "integer"} and isinstance(value, str):
+        return "write a number without quotes"
+    if wanted == {"integer"} and isinstance(value, float):
+        return f"a whole number, e.g. `{max(int(value), 1)}`"
+    if wanted == {"object"} and isinstance(value, list):
+        return "a mapping of `key: value` entries (`{key: value}` on one line), not a `- ` list"
+    if wanted == {"array"} and not isinstance(value, dict):
+        return f"write a list: `[{value}]`"
+    return None
+
+
+def _specific_type_hint(path: list[Any], value: Any) -> str | None:
     last = str(path[-1]) if path else ""
     if last in ("inputs", "outputs", "needs", "secrets", "branches", "paths", "columns") and isinstance(value, str):
         return f"write a list: `[{value}]`"

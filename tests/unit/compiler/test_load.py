@@ -214,3 +214,20 @@ def test_commands_with_ampersands_and_globs_skip_the_expansion_check() -> None:
     assert not _may_alias("a: {run: 'make && rm -f *.tmp && cp x *y', v: &anchor 1}\n")
     loaded = load_text("steps:\n  a: {run: 'make && rm -f *.tmp', outputs: ['*.o']}\n", "p.yaml")
     assert loaded.data["steps"]["a"]["run"] == "make && rm -f *.tmp"
+
+
+@pytest.mark.parametrize(("error", "words"), [(PermissionError(13, "Permission denied"), "chmod a+r"),
+                                              (OSError(5, "Input/output error"), "check the file")])
+def test_an_unreadable_spec_has_a_hint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: OSError,
+                                       words: str) -> None:
+    spec = tmp_path / "pipeline.yaml"
+    spec.write_text("apiVersion: mlprism/v1\n")
+
+    def refuse(*args: object, **kwargs: object) -> None:     # (root reads a chmod 000 file anyway)
+        raise error
+
+    monkeypatch.setattr(Path, "open", refuse)
+    with pytest.raises(DiagnosticError) as exc:
+        load_file(spec, "pipeline.yaml")
+    (diag,) = exc.value.diagnostics
+    assert diag.code == "MLP102" and diag.hint and words in diag.hint
