@@ -143,7 +143,7 @@ class ArgoPipeline:
                   if any(n == w or n.startswith(w + ".") or w.startswith(n + ".") for n in st.params for w in sweep.params)}
         if not direct:
             raise Problem(f"no step uses the swept params ({', '.join(sweep.params)})", "sweep.params",
-                          "sweep params that a step's `run` uses through `${params.…}`")
+                          "sweep params a step uses through `${params.…}` (its command, env, paths or gate)")
         scope = set(direct)
         for st in self.p.steps:        # topological order: descendants follow
             if any(u in scope for u in self.p.upstream(st.name)):

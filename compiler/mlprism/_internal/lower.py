@@ -56,14 +56,58 @@ def _resources(res: dict[str, Any] | None) -> Resources:
                      memory=res.get("memory"), gpu=int(res.get("gpu", 0)))
 
 
+def _param_refs(value: Any) -> set[str]:
+    """The params a raw (not yet interpolated) value names with ``${params.…}``, in any string in it."""
+    if isinstance(value, str):
+        return set(_PARAM_REF.findall(value)) if "${" in value else set()
+    if isinstance(value, dict):
+        return set().union(*(_param_refs(v) for v in value.values())) if value else set()
+    if isinstance(value, list):
+        return set().union(*(_param_refs(v) for v in value)) if value else set()
+    return set()
+
+
+class _ParamUses:
+    """The params a step uses: those its command, env, paths and gate name, those the environment's
+    variables name (every step has them), and, through a param whose value names others, those too."""
+
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self.through: dict[str, set[str]] = {}          # param (dotted) -> params its raw value names
+        stack: list[tuple[str, Any]] = [("", raw.get("params") or {})]
+        while stack:
+            prefix, node = stack.pop()
+            if isinstance(node, dict):
+                stack.extend((f"{prefix}{k}." if isinstance(v, dict) else f"{prefix}{k}", v) for k, v in node.items())
+            else:
+                refs = _param_refs(node)
+                if refs:
+                    self.through[prefix] = refs
+        self.common = _param_refs((raw.get("environment") or {}).get("variables") or {})
+
+    def of(self, raw_step: dict[str, Any], run_template: str) -> list[str]:
+        named = set(_PARAM_REF.findall(run_template)) | self.common
+        named |= _param_refs({k: v for k, v in raw_step.items() if k not in ("run", "description")})
+        todo = list(named)
+        while todo and self.through:                    # a param whose value names others uses them too
+            name = todo.pop()
+            for key, refs in self.through.items():
+                if key == name or key.startswith(name + ".") or name.startswith(key + "."):
+                    for ref in refs - named:
+                        named.add(ref)
+                        todo.append(ref)
+        return sorted(named)
+
+
 @without_gc
 def lower(config: dict[str, Any], raw: dict[str, Any], *, spec_file: str, overrides: tuple[str, ...] = (),
           choices: dict[str, str] | None = None, locations: dict[str, Location] | None = None) -> Pipeline:
     raw_steps = raw.get("steps") or {}
+    uses = _ParamUses(raw)
     steps = []
     for name, s in config["steps"].items():
-        template = str((raw_steps.get(name) or {}).get("run", s["run"]))
-        used = sorted(set(_PARAM_REF.findall(template)))
+        raw_step = raw_steps.get(name) or {}
+        template = str(raw_step.get("run", s["run"]))
+        used = uses.of(raw_step, template) if isinstance(raw_step, dict) else sorted(set(_PARAM_REF.findall(template)))
         steps.append(Step(
             name=name,
             run=s["run"],

@@ -72,7 +72,8 @@ class Step:
     retries: int = 0
     timeout: int | None = None               # seconds
     env: dict[str, str] = field(default_factory=dict)
-    params: tuple[str, ...] = ()             # dotted names of the params the step uses
+    params: tuple[str, ...] = ()             # dotted names of the params the step uses (command, env, paths,
+    #                                          gate, the environment's variables, and params those name)
     cache: bool = True
     gate: tuple[GateCondition, ...] = ()
     description: str = ""

@@ -3,7 +3,8 @@
 A fingerprint is the blake3 digest of canonical JSON of these components:
 
 - ``command``: the resolved command, with the value of any declared secret replaced by its name
-- ``params``: the values of the params the step's command uses (dotted names)
+- ``params``: the values of the params the step uses (dotted names): those its command, env, paths and
+  gate name, those the environment's variables name, and those a used param's value names
 - ``env``: the declared environment variables (``environment.variables`` and the step's ``env``), names and values
 - ``secrets``: the declared secret NAMES (never their values)
 - ``python``: ``environment.python`` of the spec (not the running interpreter's version)

@@ -138,3 +138,43 @@ def test_graph_renderings_are_deterministic(fmt: str) -> None:
                                                                        ("train", "evaluate")}
     if fmt == "mermaid":
         assert out.splitlines()[0] == "flowchart TD" and "evaluate{{" in out
+
+
+PARAM_USES = """
+apiVersion: mlprism/v1
+name: uses
+params: {t: 0.5, lr: 0.1, tag: "lr-${params.lr}", opt: {decay: 0.9, name: adam}, unused: 1}
+environment: {variables: {SEED: "${params.opt.name}"}}
+steps:
+  ev:
+    run: echo '{"acc":0.9}' > m.json
+    env: {LR: "${params.lr}"}
+    metrics: m.json
+    gate: [{metric: acc, min: "${params.t}"}]
+  pub:
+    run: echo $TAG > out/${params.opt.decay}.txt
+    env: {TAG: "${params.tag}"}
+    outputs: ["out/${params.opt.decay}.txt"]
+sweep:
+  params: {lr: [0.1, 0.2]}
+  select: {metric: acc, goal: max}
+"""
+
+
+def test_a_step_uses_the_params_its_env_paths_gate_and_environment_name(tmp_path: Path) -> None:
+    """Step.params is every param the step's definition names, not only its command's: the env, the paths,
+    the gate, the environment's variables, and the params a param's value names (`tag` names `lr`). The
+    targets scope sweeps by it: `lr` used only through `env:` made the kubernetes target refuse the sweep
+    (MLP320, no step uses it) and github-actions run the step once, with the default value."""
+    (tmp_path / "pipeline.yaml").write_text(PARAM_USES)
+    p = load_pipeline(str(tmp_path / "pipeline.yaml")).pipeline
+    assert p.step("ev").params == ("lr", "opt.name", "t")
+    assert p.step("pub").params == ("lr", "opt.decay", "opt.name", "tag")
+    from mlprism_github.workflow import swept_steps
+
+    assert swept_steps(p) == {"ev", "pub"}
+    import mlprism
+
+    files = mlprism.compile_spec(str(tmp_path / "pipeline.yaml"), "kubernetes")     # was MLP320
+    workflow = next(v for k, v in files.items() if k.endswith("pipeline.yaml")).decode()
+    assert "trial" in workflow, sorted(files)
