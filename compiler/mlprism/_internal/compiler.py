@@ -425,7 +425,7 @@ def emit(pipeline: Pipeline, target_name: str, plugins: Plugins, project_path: s
         files = target.emit(pipeline, ctx)
     except DiagnosticError:
         raise
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:      # sys.exit() in a target is its crash too: not a silent exit 0
         info = plugins.targets.info(target_name)
         raise DiagnosticError([Diagnostic("MLP001", f"target `{target_name}` (plugin `{info.plugin}`) crashed while emitting: "
                                           f"{type(exc).__name__}: {exc}", None,

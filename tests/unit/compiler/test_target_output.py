@@ -69,3 +69,28 @@ def test_emit_of_a_target_returning_a_list_is_a_diagnostic(tmp_path: Path) -> No
     (diag,) = caught.value.diagnostics
     assert diag.code == "MLP001"
     assert diag.message.startswith("target `returns-junk` (plugin `extra-0`) returned list from emit"), diag.message
+
+
+class _Exits(mlprism.Target):
+    name: ClassVar[str] = "exits"
+    capabilities: ClassVar[dict[str, str]] = {"steps": "x", "caching": "x"}
+
+    def emit(self, pipeline: mlprism.Pipeline, context: mlprism.EmitContext) -> Any:
+        raise SystemExit(0)
+
+
+class _ExitsPlugin:
+    @mlprism.hookimpl
+    def mlprism_register_targets(self, registry: mlprism.TargetRegistry) -> None:
+        registry.add(_Exits())
+
+
+def test_a_target_that_calls_sys_exit_is_a_crash_not_a_silent_success(tmp_path: Path) -> None:
+    """`sys.exit(0)` inside emit ended `mlprism compile` with exit 0, nothing written and nothing said."""
+    (tmp_path / "pipeline.yaml").write_text(SPEC)
+    plugins = load_plugins(extra=[_ExitsPlugin()])
+    pipeline = load_pipeline(str(tmp_path / "pipeline.yaml"), plugins=plugins).pipeline
+    with pytest.raises(DiagnosticError) as caught:
+        emit(pipeline, "exits", plugins)
+    (diag,) = caught.value.diagnostics
+    assert diag.code == "MLP001" and "crashed while emitting: SystemExit" in diag.message, diag.message
