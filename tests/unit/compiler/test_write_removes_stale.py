@@ -111,7 +111,7 @@ def test_a_manifest_naming_paths_outside_is_ignored(tmp_path: Path) -> None:
     write_files(out, files("a.yml"), owner=OWNER)
     manifest = out / OWNER.manifest
     doc = json.loads(manifest.read_text())
-    doc["files"]["../secret.txt"] = "sha256:" + __import__("hashlib").sha256(b"x\n").hexdigest()
+    doc["files"]["../secret.txt"] = "blake3:" + __import__("blake3").blake3(b"x\n").hexdigest()
     manifest.write_text(json.dumps(doc))
     result = write_files(out, files("a.yml"), owner=OWNER)
     assert outside.exists() and result.removed == []
