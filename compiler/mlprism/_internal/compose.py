@@ -1322,6 +1322,7 @@ def _composition_error(exc: Exception, overrides: Sequence[str], loaded: Loaded,
     if "Could not delete" in text:
         key = override_key(ov) if ov else ""
         near = _missing_key_hint(key, loaded.data) if key else None
+        near = near.split(" (use `+", 1)[0] if near else None     # (adding a key is no answer to deleting one)
         return Diagnostic("MLP111", f"cannot delete `{key}`: the spec has no such key" if key else first,
                           Location(override=ov) if ov else _spec_loc(loaded, display),
                           near if near and near.startswith("did you mean") else "`~KEY` deletes a key that exists")

@@ -264,6 +264,7 @@ def test_escaped_text_is_kept_literally(tmp_path: Path) -> None:
     (["env=prd"], "MLP112", "did you mean `prod`?"),
     (["hydra.job.chdir=true"], "MLP110", None),
     (["~nothing"], "MLP111", None),
+    (["~params.lrr"], "MLP111", "did you mean `params.lr`?"),
 ])
 def test_bad_overrides_point_at_the_override(spec: Path, overrides: list[str], code: str, hint: str | None) -> None:
     with pytest.raises(DiagnosticError) as exc:
@@ -273,6 +274,8 @@ def test_bad_overrides_point_at_the_override(spec: Path, overrides: list[str], c
     assert d.location is not None and d.location.override == overrides[0]
     if hint:
         assert d.hint is not None and d.hint.startswith(hint)
+    if overrides[0].startswith("~"):
+        assert "+" not in (d.hint or ""), d.hint          # adding a key is no answer to deleting one
 
 
 @pytest.mark.parametrize("dirname", ["it's a dir", "back\\slash", "dollar${x}", "end\\", "mix\\'${y}"])
