@@ -360,3 +360,25 @@ def test_directory_outputs_are_hashed_as_trees_and_restored(cli, project) -> Non
     r = cli("run", "pipeline.yaml", cwd=proj)
     assert r.code == 0 and "restored `model` from the cache" in r.out and "[use] up to date" in r.out
     assert (proj / "model" / "parts" / "a.txt").read_text() == "1\n" and not (proj / "model" / "extra.txt").exists()
+
+
+def test_missing_declared_data_stops_the_run_before_any_step(cli, project) -> None:
+    """A declared data file that does not exist, read by a step downstream of another: MLP411 at once,
+    naming the data (it ran both steps, exit 0, and wrote `hash: null` for the data in the lock file);
+    a directory input holding the outputs of a step of the same run is fine before it exists."""
+    proj = project({"pipeline.yaml": """
+        apiVersion: mlprism/v1
+        name: miss
+        data:
+          raw: {path: data/nope.csv}
+        steps:
+          a: {run: mkdir -p out && echo a > out/a.txt, outputs: [out/a.txt]}
+          b: {run: cat out/a.txt > b.txt, inputs: [out, data/nope.csv], outputs: [b.txt]}
+    """})
+    r = cli("run", "pipeline.yaml", cwd=proj)
+    assert r.code == 2 and "MLP411" in r.err and "`data/nope.csv`" in r.err and "declared data `raw`" in r.err, r.err
+    assert not (proj / "out").exists() and not (proj / "mlprism.lock").exists()
+    (proj / "data").mkdir()
+    (proj / "data" / "nope.csv").write_text("x\n")
+    r = cli("run", "pipeline.yaml", cwd=proj)
+    assert r.code == 0 and (proj / "b.txt").read_text() == "a\n", r.out + r.err

@@ -1433,28 +1433,42 @@ class Run:
         return redact(text, self.s.secrets) if self.s.secrets else text
 
     def _check_inputs(self) -> None:
-        """With a partial selection, inputs from steps that do not run must already exist."""
+        """Before any step runs: every input that no step of this run produces must exist (a declared
+        data file, a file in the project, or the output of a step the selection leaves out)."""
         sel = set(self.selected)
         producers: dict[str, str] = {}
+        holders: set[str] = set()            # directories holding an output of a step of this run
         for s in self.pipeline.steps:
-            for o in s.outputs:
-                producers[posixpath.normpath(o)] = s.name
+            for o in (*s.outputs, s.metrics) if s.metrics else s.outputs:
+                key = posixpath.normpath(o)
+                producers[key] = s.name
+                if s.name in sel:
+                    while "/" in key:
+                        key = key.rpartition("/")[0]
+                        holders.add(key)
+        data = {posixpath.normpath(d.path): d.name for d in self.pipeline.data}
+        root = os.fspath(self.workdir)
         errors = []
         for name in self.selected:
-            step = self.index.steps[name]
-            if any(u in sel for u in self.index.ups[name]) and not self.options.only:
-                continue
-            for i in step.inputs:
+            for n, i in enumerate(self.index.steps[name].inputs):
                 key = posixpath.normpath(i)
-                producer = producers.get(key) or next(
-                    (producers[p] for p in producers if key.startswith(p + "/")), None)
-                if producer in sel:
+                producer = producers.get(key)
+                if producer in sel or key in holders:
                     continue
-                if not (self.workdir / i).exists():
-                    hint = (f"run `{producer}` first (e.g. `mlprism run {self.pipeline.spec_file} --until {producer}`)"
-                            if producer else "create it, or fix the path")
+                if producer is None:
+                    producer = next((producers[p] for p in producers if key.startswith(p + "/")), None)
+                    if producer in sel:
+                        continue
+                if not os.path.exists(i if os.path.isabs(i) else f"{root}/{i}"):
+                    if producer:
+                        hint = f"run `{producer}` first (e.g. `mlprism run {self.pipeline.spec_file} --until {producer}`)"
+                    elif key in data:
+                        hint = f"it is the declared data `{data[key]}`: put the file there, or fix `data.{data[key]}.path`"
+                    else:
+                        hint = "create it, or fix the path"
                     errors.append(Diagnostic("MLP411", f"step `{name}` reads `{i}`, which does not exist",
-                                             self.pipeline.location(f"steps.{name}.inputs"), hint))
+                                             self.pipeline.location(f"steps.{name}.inputs.{n}")
+                                             or self.pipeline.location(f"steps.{name}.inputs"), hint))
         if errors:
             raise DiagnosticError(errors)
 
