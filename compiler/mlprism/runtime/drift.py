@@ -25,6 +25,7 @@ a bar chart (inline SVG) of each drifted column and a table of every column.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import html
 import json
 import math
@@ -573,8 +574,16 @@ def check_drift(pipeline: Any, project_dir: Path, *, report_dir: Path | None = N
         raise DiagnosticError([Diagnostic("MLP227", "the spec has no `monitor` section")])
     cfg = monitor.drift
     project_dir = Path(project_dir)
-    report = compare_files(project_dir / cfg.reference, project_dir / cfg.current, method=cfg.method,
-                           threshold=cfg.threshold, columns=cfg.columns, display_base=project_dir)
+    try:
+        report = compare_files(project_dir / cfg.reference, project_dir / cfg.current, method=cfg.method,
+                               threshold=cfg.threshold, columns=cfg.columns, display_base=project_dir)
+    except DiagnosticError as exc:
+        # point at the spec key (or the override) that names the file: `monitor.drift.current`, ...
+        raise DiagnosticError([d if d.location is not None else dataclasses.replace(d, location=pipeline.location(
+            "monitor.drift.current" if "current data" in d.message else
+            "monitor.drift.reference" if "reference data" in d.message else
+            "monitor.drift.columns" if "monitor.drift.columns" in d.message else "monitor.drift"))
+            for d in exc.diagnostics]) from None
     report.meta["pipeline"] = pipeline.name
     report.meta["on_drift"] = monitor.on_drift
     state = project_dir / ".mlprism"

@@ -159,3 +159,22 @@ def test_small_samples_use_fewer_bins() -> None:
     cur = _table({"x": np.round(rng.normal(0, 1, 60), 3)})     # same distribution, small sample
     col = compare(ref, cur, method="psi").columns[0]
     assert len(col.bins) == 3 and not col.drifted
+
+
+def test_a_missing_monitored_file_points_at_its_key_or_override(cli, project) -> None:
+    """`mlprism monitor` when the current data does not exist: MLP227 at `monitor.drift.current` in the
+    spec, or at the override that set it (it named no place at all)."""
+    proj = project({"pipeline.yaml": """
+        apiVersion: mlprism/v1
+        name: watched
+        steps:
+          a: {run: printf 'x\\n1\\n' > ref.csv, outputs: [ref.csv]}
+        monitor:
+          schedule: "0 * * * *"
+          drift: {reference: ref.csv, current: live.csv}
+    """, "ref.csv": "x\n1\n2\n"})
+    r = cli("monitor", "pipeline.yaml", cwd=proj)
+    assert r.code == 2 and "MLP227" in r.err and "live.csv" in r.err, r.err
+    assert "pipeline.yaml:7:" in r.err, r.err
+    r = cli("monitor", "pipeline.yaml", "monitor.drift.current=other.csv", cwd=proj)
+    assert r.code == 2 and "monitor.drift.current=other.csv" in r.err and "other.csv" in r.err, r.err
