@@ -547,3 +547,22 @@ def test_a_cached_pipeline_is_not_reused_once_an_override_holds_a_secret(project
     again = run_proc("run", "pipeline.yaml", "params.note=tok-77aa01", cwd=proj)
     assert again.code == 2 and "MLP204" in again.err and "[secret:TOKEN]" in again.err, again.err
     assert "tok-77aa01" not in again.out + again.err
+
+
+def test_one_line_of_a_multi_line_secret_is_refused_like_the_whole(project, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A PEM-like secret: one of its lines in an override (or in the spec) is MLP204 as the whole value is,
+    shown labelled, never printed (it validated, and would have reached the lock file and the ledger)."""
+    proj = project({"pipeline.yaml": """
+        apiVersion: mlprism/v1
+        name: pem
+        environment: {secrets: [KEY_PEM]}
+        params: {lr: "0.1"}
+        steps:
+          a:
+            run: echo ${params.lr}
+    """})
+    monkeypatch.setenv("KEY_PEM", "-----BEGIN KEY-----\nLINEONEabc123SECRETPEM\nLINETWOdef456\n-----END KEY-----")
+    res = run_cli("validate", "pipeline.yaml", "params.lr=LINEONEabc123SECRETPEM", cwd=proj)
+    assert res.code == 2 and "MLP204" in res.err and "[secret:KEY_PEM]" in res.err, res.err
+    assert "LINEONEabc123SECRETPEM" not in res.out + res.err
+    assert run_cli("validate", "pipeline.yaml", "params.lr=0.2", cwd=proj).code == 0

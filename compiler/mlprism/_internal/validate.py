@@ -23,6 +23,7 @@ from typing import Any
 from mlprism._internal.load import without_gc
 from mlprism.diagnostics import Diagnostic, Location, Severity, did_you_mean
 from mlprism.runtime.redact import label as label_secrets
+from mlprism.runtime.redact import secret_needles
 
 Locate = Callable[[str], Location | None]
 
@@ -1240,8 +1241,9 @@ _SECRET_HINT = ("a secret reaches the steps only through the environment: write 
 def secret_override_errors(overrides: Any, secrets: Mapping[str, str]) -> list[Diagnostic]:
     """MLP204 for each command-line override that holds a declared secret's value (shown redacted)."""
     diags = []
+    needles = secret_needles(secrets, MIN_SECRET_LENGTH)
     for ov in overrides:
-        for name, value in secrets.items():
+        for value, name in needles:
             if value in ov:
                 diags.append(Diagnostic(
                     "MLP204", f"the override holds the value of the declared secret `{name}`",
@@ -1266,8 +1268,10 @@ def secret_value_errors(config: Any, secrets: Mapping[str, str], locate: Locate)
         elif isinstance(node, str):
             found(node, path)
 
+    needles = secret_needles(secrets, MIN_SECRET_LENGTH)
+
     def found(text: str, path: tuple[Any, ...]) -> None:
-        for name, value in secrets.items():
+        for value, name in needles:
             if value in text:
                 dotted = label_secrets(".".join(str(p) for p in path), secrets)
                 loc = locate(dotted)

@@ -34,9 +34,24 @@ def mask(text: str, values: Sequence[str]) -> str:
     return text
 
 
+def secret_needles(secrets: Mapping[str, str], min_line: int = 6) -> list[tuple[str, str]]:
+    """(text, name) to look for: each secret's value, and each line (of ``min_line``+ characters) of a
+    multi-line one (a PEM key: one of its lines is as secret as the whole), longest first."""
+    out: dict[str, str] = {}
+    for name, value in secrets.items():
+        if not value:
+            continue
+        out.setdefault(value, name)
+        if "\n" in value:
+            for line in value.splitlines():
+                if len(line.strip()) >= min_line:
+                    out.setdefault(line.strip(), name)
+    return sorted(out.items(), key=lambda kv: -len(kv[0]))
+
+
 def label(text: str, secrets: Mapping[str, str]) -> str:
-    """``text`` with every secret's value (name -> value) replaced by ``[secret:NAME]``, longest first."""
-    for name, value in sorted(secrets.items(), key=lambda kv: -len(kv[1])):
-        if value and value in text:
+    """``text`` with every secret's value (name -> value), or a line of one, replaced by ``[secret:NAME]``."""
+    for value, name in secret_needles(secrets):
+        if value in text:
             text = text.replace(value, f"[secret:{name}]")
     return text
