@@ -1873,7 +1873,7 @@ class Run:
     def _read_metrics(self, step: Step) -> dict[str, float]:
         """The step's metrics, with declared secrets' values masked in their names (a key such as
         ``rows@postgres://user:TOKEN@host`` would otherwise reach the ledger, the registry and the cache)."""
-        metrics = read_metrics(self.workdir / step.metrics)
+        metrics = read_metrics(self.workdir / step.metrics, [c.metric for c in step.gate])
         if self.s.secrets:
             values = redaction_values(self.s.secrets.values())
             metrics = {mask(k, values): v for k, v in metrics.items()}

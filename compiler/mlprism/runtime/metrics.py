@@ -30,8 +30,29 @@ def flatten_metrics(data: dict[str, Any], prefix: str = "") -> dict[str, float]:
     return dict(sorted(out.items()))
 
 
-def read_metrics(path: str | os.PathLike[str]) -> dict[str, float]:
-    """The numbers in a metrics JSON file, flattened to dotted keys (MLP406 when unusable)."""
+def _lookup(data: dict[str, Any], dotted: str) -> tuple[bool, Any]:
+    """(present, value) of a dotted key in a metrics object (``val.f1``: ``{"val": {"f1": …}}``, or a key
+    with a dot in it)."""
+    if dotted in data:
+        return True, data[dotted]
+    head, dot, rest = dotted.partition(".")
+    while dot:
+        node = data.get(head)
+        if isinstance(node, dict):
+            found, value = _lookup(node, rest)
+            if found:
+                return found, value
+        more, dot, rest = rest.partition(".")
+        head = f"{head}.{more}"
+    return False, None
+
+
+def read_metrics(path: str | os.PathLike[str], numbers: tuple[str, ...] | list[str] = ()) -> dict[str, float]:
+    """The numbers in a metrics JSON file, flattened to dotted keys (MLP406 when unusable).
+
+    ``numbers``: metrics that must be numbers when the file has them (a gate's): a string, a list or a
+    null there is MLP406 naming it, not a metric quietly left out (the gate would say "not reported").
+    """
     shown = os.fspath(path)
     try:
         with open(path, "rb") as f:
@@ -47,4 +68,11 @@ def read_metrics(path: str | os.PathLike[str]) -> dict[str, float]:
     if not isinstance(data, dict):
         raise DiagnosticError([Diagnostic("MLP406", f"metrics file `{shown}` holds a {type(data).__name__}, "
                                           "not a JSON object", None, 'write a JSON object, e.g. {"accuracy": 0.93}')])
+    for name in numbers:
+        found, value = _lookup(data, name)
+        if found and (isinstance(value, str | list | dict) or value is None
+                      or (isinstance(value, float) and math.isnan(value))):
+            raise DiagnosticError([Diagnostic(
+                "MLP406", f"metric `{name}` in `{shown}` is {json.dumps(value)[:80]}, not a number", None,
+                f'a gate compares `{name}` with a number: write it as one, e.g. {{"{name}": 0.93}}')])
     return flatten_metrics(data)

@@ -28,6 +28,25 @@ def test_bad_metrics_are_mlp406(tmp_path: Path, content: str | None) -> None:
     assert exc.value.diagnostics[0].code == "MLP406"
 
 
+@pytest.mark.parametrize(("data", "name", "shown"), [
+    ({"acc": "high"}, "acc", '"high"'),
+    ({"val": {"f1": None}}, "val.f1", "null"),
+    ({"val.f1": [0.8]}, "val.f1", "[0.8]"),
+])
+def test_a_gate_metric_that_is_not_a_number_is_mlp406_naming_it(tmp_path: Path, data: dict, name: str,
+                                                                  shown: str) -> None:
+    """A gate's metric written as a string (or null, a list): MLP406 saying so, not a gate that fails
+    with "not reported"; a metric no gate reads may be anything, and a missing one is the gate's to say."""
+    f = tmp_path / "m.json"
+    f.write_text(json.dumps({**data, "note": "rf"}))
+    with pytest.raises(DiagnosticError) as exc:
+        read_metrics(f, [name])
+    d = exc.value.diagnostics[0]
+    assert d.code == "MLP406" and f"metric `{name}`" in d.message and f"is {shown}, not a number" in d.message
+    assert d.hint
+    assert read_metrics(f, ["note.x", "absent"]) == read_metrics(f)
+
+
 def _step(*conds: GateCondition) -> Step:
     return Step(name="evaluate", run="x", run_template="x", gate=conds)
 
