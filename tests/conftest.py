@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -17,6 +18,12 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 BIN = Path(sys.executable).parent
+
+# A suite started in the background by a shell without job control (`nohup make test &` in a script)
+# inherits SIGINT ignored, and so would every process it starts: the tests that press Ctrl-C on a run
+# would see it ignored. Handled here, it is back to the default in those processes.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @dataclass
