@@ -46,51 +46,37 @@ def test_plain_paths_pass() -> None:
     assert files["run.sh"].data() == b"a\nb\n" and files["x/w"].executable
 
 
-class _Returns(mlprism.Target):
-    name: ClassVar[str] = "returns-junk"
+class _Misbehaves(mlprism.Target):
+    """Returns a list from emit (``returns-junk``), or calls sys.exit there (``exits``)."""
+
     capabilities: ClassVar[dict[str, str]] = {"steps": "x", "caching": "x"}
 
+    def __init__(self, name: str) -> None:
+        self.name = name
+
     def emit(self, pipeline: mlprism.Pipeline, context: mlprism.EmitContext) -> Any:
+        if self.name == "exits":
+            raise SystemExit(0)
         return [step.name for step in pipeline.steps]
 
 
 class _Plugin:
     @mlprism.hookimpl
     def mlprism_register_targets(self, registry: mlprism.TargetRegistry) -> None:
-        registry.add(_Returns())
+        registry.add(_Misbehaves("returns-junk"))
+        registry.add(_Misbehaves("exits"))
 
 
-def test_emit_of_a_target_returning_a_list_is_a_diagnostic(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("target", "expected"), [
+    ("returns-junk", "target `returns-junk` (plugin `extra-0`) returned list from emit"),
+    # sys.exit(0) inside emit ended `mlprism compile` with exit 0, nothing written and nothing said
+    ("exits", "target `exits` (plugin `extra-0`) crashed while emitting: SystemExit"),
+])
+def test_a_target_that_misbehaves_in_emit_is_a_diagnostic(tmp_path: Path, target: str, expected: str) -> None:
     (tmp_path / "pipeline.yaml").write_text(SPEC)
     plugins = load_plugins(extra=[_Plugin()])
     pipeline = load_pipeline(str(tmp_path / "pipeline.yaml"), plugins=plugins).pipeline
     with pytest.raises(DiagnosticError) as caught:
-        emit(pipeline, "returns-junk", plugins)
+        emit(pipeline, target, plugins)
     (diag,) = caught.value.diagnostics
-    assert diag.code == "MLP001"
-    assert diag.message.startswith("target `returns-junk` (plugin `extra-0`) returned list from emit"), diag.message
-
-
-class _Exits(mlprism.Target):
-    name: ClassVar[str] = "exits"
-    capabilities: ClassVar[dict[str, str]] = {"steps": "x", "caching": "x"}
-
-    def emit(self, pipeline: mlprism.Pipeline, context: mlprism.EmitContext) -> Any:
-        raise SystemExit(0)
-
-
-class _ExitsPlugin:
-    @mlprism.hookimpl
-    def mlprism_register_targets(self, registry: mlprism.TargetRegistry) -> None:
-        registry.add(_Exits())
-
-
-def test_a_target_that_calls_sys_exit_is_a_crash_not_a_silent_success(tmp_path: Path) -> None:
-    """`sys.exit(0)` inside emit ended `mlprism compile` with exit 0, nothing written and nothing said."""
-    (tmp_path / "pipeline.yaml").write_text(SPEC)
-    plugins = load_plugins(extra=[_ExitsPlugin()])
-    pipeline = load_pipeline(str(tmp_path / "pipeline.yaml"), plugins=plugins).pipeline
-    with pytest.raises(DiagnosticError) as caught:
-        emit(pipeline, "exits", plugins)
-    (diag,) = caught.value.diagnostics
-    assert diag.code == "MLP001" and "crashed while emitting: SystemExit" in diag.message, diag.message
+    assert diag.code == "MLP001" and diag.message.startswith(expected), diag.message
