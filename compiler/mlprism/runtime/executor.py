@@ -1455,8 +1455,11 @@ class Run:
                 producer = producers.get(key)
                 if producer in sel or key in holders:
                     continue
-                if producer is None:
-                    producer = next((producers[p] for p in producers if key.startswith(p + "/")), None)
+                if producer is None:               # below a directory output? (its parents, not every output)
+                    parent = key
+                    while producer is None and "/" in parent:
+                        parent = parent.rpartition("/")[0]
+                        producer = producers.get(parent)
                     if producer in sel:
                         continue
                 if not os.path.exists(i if os.path.isabs(i) else f"{root}/{i}"):
