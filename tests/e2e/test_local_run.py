@@ -382,3 +382,27 @@ def test_missing_declared_data_stops_the_run_before_any_step(cli, project) -> No
     (proj / "data" / "nope.csv").write_text("x\n")
     r = cli("run", "pipeline.yaml", cwd=proj)
     assert r.code == 0 and (proj / "b.txt").read_text() == "a\n", r.out + r.err
+
+
+def test_a_teammates_clone_restores_a_switched_back_param_from_the_cache(cli, demo, tmp_path: Path) -> None:
+    """A clone has the lock file and the outputs but no .mlprism: its first run finds everything up to
+    date through the lock file and now also keeps those outputs in its cache, so switching a param away
+    and back restores them instead of running the steps again (they ran again: nothing had cached them)."""
+    import shutil
+
+    proj, executed = demo
+    assert cli("run", "pipeline.yaml", cwd=proj).code == 0 and executed() == ["fetch", "score"]
+    clone = tmp_path / "clone"
+    shutil.copytree(proj, clone, ignore=shutil.ignore_patterns(".mlprism"))
+    r = cli("run", "pipeline.yaml", cwd=clone)
+    assert r.code == 0 and executed() == [] and "everything up to date" in r.out, r.out + r.err
+    assert cli("run", "pipeline.yaml", "params.scale=5", cwd=clone).code == 0 and executed() == ["score"]
+    r = cli("run", "pipeline.yaml", cwd=clone)
+    assert r.code == 0 and executed() == [], r.out + r.err                   # restored, not run
+    assert "restored" in r.out and json.loads((clone / "metrics" / "score.json").read_text())["quality"] == \
+        {"scaled": 20.0}
+    # and explain can name what changed against the clone's first state (the lock file alone has no command)
+    (clone / "pipeline.yaml").write_text((clone / "pipeline.yaml").read_text().replace("python src/score.py",
+                                                                                        "python  src/score.py"))
+    r = cli("explain", "pipeline.yaml", "score", cwd=clone)
+    assert "command changed" in r.out, r.out

@@ -1702,6 +1702,7 @@ class Run:
                                     finish(StepResult(name, "failed", decision.fingerprint.digest, code=code,
                                                       error=error))
                                     continue
+                            self._keep_vouched(step, decision)
                             finish(self._cached(step, decision))
                             continue
                         if self.lazy and self._defer(step, decision):
@@ -1761,6 +1762,32 @@ class Run:
                         share.finished(name, None)          # release the followers, whatever happened here
 
     # -- deferred outputs (lazy workspaces) -----------------------------------------------------
+    def _keep_vouched(self, step: Step, decision: Decision) -> None:
+        """Put an up-to-date step in the cache when only the lock file vouched for it (a teammate's clone,
+        a removed ``.mlprism``): its outputs and a record, so that switching a param or a file back later
+        restores them instead of running the step again. Best effort: the outputs are fine where they are.
+        """
+        record = decision.record
+        if record is None or record.components or not step.cache:
+            return                               # the cache answered (its records have components)
+        fp = decision.fingerprint.digest
+        cache = self.s.cache
+        try:
+            if cache.record_path(fp).exists():
+                return
+            root = os.fspath(self.workdir)
+            hashed = {o: self.s.hasher.digest_output(f"{root}/{o}", CACHE_SMALL) for o in record.outputs}
+            if any(hashed[o][0].hash != e.hash for o, e in record.outputs.items()):
+                return                           # changed since it was decided: nothing to vouch for
+            metrics: dict[str, float] = {}
+            if step.metrics:
+                with contextlib.suppress(DiagnosticError):
+                    metrics = self._read_metrics(step)
+            self._put(hashed, StepRecord(fp, step.name, {}, metrics, decision.fingerprint.components, time.time(),
+                                         0.0, self.run_id))
+        except OSError:
+            pass
+
     def _keep_for_followers(self, decision: Decision) -> None:
         """Put a shared step's up-to-date outputs in the cache if only the project holds them.
 
@@ -2183,18 +2210,21 @@ class Run:
     def _save(self, result: StepResult, hashed: Mapping[str, tuple[Digest, bytes | None]],
               record: StepRecord) -> None:
         """Put a run step's outputs in the cache and write its record; a full disk fails the step (MLP410)."""
-        root = os.fspath(self.workdir)
-        cache = self.s.cache
         try:
-            # the record names what the store holds: a small file's bytes travel inside it (INLINE_MAX)
-            record.outputs = {o: cache.store(f"{root}/{o}", d) if data is None
-                              else cache.store_bytes(data, d)          # the bytes that were hashed
-                              for o, (d, data) in hashed.items()}
-            cache.put_record(record)
+            self._put(hashed, record)
         except OSError as exc:                                  # hardening: disk full while caching
             if not is_write_failure(exc):
                 raise
             _fail(result, *self._cache_failure(exc))
+
+    def _put(self, hashed: Mapping[str, tuple[Digest, bytes | None]], record: StepRecord) -> None:
+        """Store a step's hashed outputs and write its record, which names what the store holds: a small
+        file's bytes (the bytes that were hashed) travel inside it (INLINE_MAX)."""
+        root = os.fspath(self.workdir)
+        cache = self.s.cache
+        record.outputs = {o: cache.store(f"{root}/{o}", d) if data is None else cache.store_bytes(data, d)
+                          for o, (d, data) in hashed.items()}
+        cache.put_record(record)
 
     def _cache_failure(self, exc: Exception) -> tuple[str, str]:
         """The code and message of a step whose outputs could not be put in the cache: MLP410 when the
