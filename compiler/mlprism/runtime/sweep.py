@@ -135,6 +135,12 @@ def link_workspace(project_dir: Path, workspace: Path, pipeline: Pipeline,
             holders.add("/".join(parts[:i]))
     # a registry artifact or a data path produced by a step is an output as well
     skip = {STATE_DIR, ".git"}
+    # the holders directly in each directory ("" the project, "a/b/" below it): looked up per
+    # directory mirrored, not by a scan of every holder (quadratic with outputs in many directories)
+    below: dict[str, list[str]] = {}
+    for h in sorted(holders):
+        parent, _, name = h.rpartition("/")
+        below.setdefault(f"{parent}/" if parent else "", []).append(name)
 
     def mirror(src_dir: Path, dst_dir: Path, prefix: str) -> None:
         dst_dir.mkdir(parents=True, exist_ok=True)
@@ -153,9 +159,8 @@ def link_workspace(project_dir: Path, workspace: Path, pipeline: Pipeline,
                 mirror(Path(e.path), dst, rel + "/")
                 continue
             os.symlink(os.path.relpath(e.path, dst_dir), dst)
-        for h in sorted(holders):
-            if h.startswith(prefix) and "/" not in h[len(prefix):]:
-                (dst_dir / h[len(prefix):]).mkdir(exist_ok=True)
+        for name in below.get(prefix, ()):
+            (dst_dir / name).mkdir(exist_ok=True)
 
     mirror(project_dir, workspace, "")
 
