@@ -2466,11 +2466,14 @@ def _gc_paused_for_old_objects() -> Iterator[None]:
     1,000 steps). Reference counting still frees everything at once; cycles are collected
     at the higher threshold, and what was frozen is unfrozen afterwards.
     """
+    from mlprism._internal.load import hold_frozen  # loaded already: the run's spec came through it
+
     with _GC_GUARD:
         _GC_STATE.append(gc.get_threshold())
         if len(_GC_STATE) == 1:
             old = _GC_STATE[0]
             gc.freeze()
+            hold_frozen(1)
             gc.set_threshold(max(old[0], 20_000), max(old[1], 20), max(old[2], 20))
     try:
         yield
@@ -2479,6 +2482,7 @@ def _gc_paused_for_old_objects() -> Iterator[None]:
             first = _GC_STATE.pop(0) if len(_GC_STATE) == 1 else _GC_STATE.pop()
             if not _GC_STATE:                    # the last run of this process to end restores the settings
                 gc.set_threshold(*first)
+                hold_frozen(-1)
                 gc.unfreeze()
 
 

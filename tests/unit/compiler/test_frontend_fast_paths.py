@@ -183,6 +183,41 @@ def test_the_front_end_leaves_what_it_built_in_the_oldest_generation() -> None:
     assert compiled.pipeline.steps
 
 
+def test_a_front_end_during_a_run_does_not_count_the_frozen_objects(monkeypatch: pytest.MonkeyPatch) -> None:
+    """gc.get_freeze_count() walks every frozen object: while a run holds its heap frozen, the front end
+    (once per sweep combination) must not ask it, nor unfreeze what the run froze."""
+    import gc
+
+    from mlprism._internal import load
+    from mlprism._internal.compiler import load_pipeline
+    from mlprism.runtime.executor import _gc_paused_for_old_objects
+
+    if not gc.isenabled() or gc.get_freeze_count():
+        pytest.skip("the collector is off or frozen here")
+    asked: list[int] = []
+    real = gc.get_freeze_count
+
+    class Gc:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(gc, name)
+
+        @staticmethod
+        def get_freeze_count() -> int:
+            asked.append(1)
+            return real()
+
+    with _gc_paused_for_old_objects():
+        frozen = real()
+        monkeypatch.setattr(load, "gc", Gc())
+        for _ in range(3):
+            assert load_pipeline(GOLDEN / "full" / "pipeline.yaml").pipeline.steps
+        monkeypatch.undo()
+        assert frozen > 0 and real() > 0     # the run's objects are still frozen
+    assert not asked, f"get_freeze_count asked {len(asked)} times during a run"
+    assert real() == 0
+    assert load_pipeline(GOLDEN / "full" / "pipeline.yaml").pipeline.steps   # and works after it
+
+
 def test_a_plain_path_has_no_path_problem() -> None:
     """path_problem() answers a path of plain characters without `..` without its rules: they find nothing."""
     import random
