@@ -259,6 +259,10 @@ def _covers(used: str, swept: set[str]) -> bool:
     return any(used == n or used.startswith(n + ".") or n.startswith(used + ".") for n in swept)
 
 
+#: GitHub: "A matrix will generate a maximum of 256 jobs per workflow run."
+MATRIX_JOBS = 256
+
+
 def sweep_legs(p: Pipeline) -> list[list[str]]:
     """The overrides of each sweep combination, in the sweep's order."""
     if not p.sweep:
@@ -289,6 +293,13 @@ class Builder:
         self.wd = o.working_directory
         self.swept = swept_steps(p)
         self.legs = sweep_legs(p)
+        if self.swept and len(self.legs) > MATRIX_JOBS:
+            raise DiagnosticError([Diagnostic(
+                "MLP302", f"target `github-actions` cannot express a sweep of {len(self.legs)} combinations: "
+                f"a `strategy.matrix` makes at most {MATRIX_JOBS} jobs per workflow run (GitHub's limit), "
+                "and GitHub would fail the run at the swept job", p.location("sweep.params"),
+                f"sweep at most {MATRIX_JOBS} combinations (split the grid into several specs or overrides), "
+                "or compile to the local or kubernetes target, which have no such limit")])
         flat = p.flat_params()
         swept_names = set(p.sweep.params) if p.sweep else set()
         self.dispatch_params = {k: v for k, v in flat.items() if not _covers(k, swept_names)}

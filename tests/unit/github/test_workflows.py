@@ -398,6 +398,27 @@ def test_big_step_needs_a_large_runner(tmp_path: Path) -> None:
     assert "runs-on:\n    - big-runner\n" in text
 
 
+@pytest.mark.parametrize("combinations", [256, 257])
+def test_sweep_beyond_the_matrix_limit_is_refused(tmp_path: Path, combinations: int) -> None:
+    # GitHub: "A matrix will generate a maximum of 256 jobs per workflow run"; more fails the run there
+    spec = write_project(tmp_path / "p", f"""
+        apiVersion: mlprism/v1
+        name: p
+        params: {{a: 0}}
+        sweep:
+          params: {{a: {list(range(combinations))}}}
+        steps: {{a: {{run: "echo ${{params.a}}"}}}}
+        """, {})
+    res = run_cli("compile", str(spec), "--target", "github-actions", "--out", str(tmp_path / "out"))
+    if combinations <= 256:
+        assert res.code == 0, res.err
+        return
+    assert res.code == 2 and "Traceback" not in res.err, res.err
+    assert "MLP302" in res.err and "257 combinations" in res.err and "at most 256" in res.err, res.err
+    assert "pipeline.yaml:5:" in res.err and "hint:" in res.err, res.err
+    assert not (tmp_path / "out" / ".github").exists()
+
+
 @pytest.mark.parametrize("option", ["actions.checkout.sha=v4", "runs_on='ubuntu \\${{ x }}'", "environment='a\\${{b}}'",
                                     "artifact_retention_days=0", "nope=1", "deploy_branches=['a b']"])
 def test_bad_options_are_schema_errors(tmp_path: Path, option: str) -> None:
