@@ -159,3 +159,21 @@ def test_run_json_to_a_reader_that_went_away_keeps_the_exit_code(tmp_path: Path)
                           stderr=subprocess.PIPE, text=True, timeout=120)
     os.close(write)
     assert proc.returncode == 1 and "Exception ignored" not in proc.stderr, proc.stderr
+
+
+def test_a_step_that_deletes_the_working_directory_of_the_run(tmp_path: Path) -> None:
+    """`cd build/x && mlprism run ../../pipeline.yaml` where a step recreates `build/`: the runner's working
+    directory is gone when the run is recorded. The run succeeds and is recorded (it was MLP001, exit 3,
+    a FileNotFoundError from os.path.relpath, with the run left `running` and the lock file not written)."""
+    (tmp_path / "pipeline.yaml").write_text(
+        "apiVersion: mlprism/v1\nname: cwd\nsteps:\n"
+        "  clean:\n    run: rm -rf build && mkdir -p build/x && echo 1 > build/x/a\n    outputs: [build]\n")
+    (tmp_path / "build" / "x").mkdir(parents=True)
+    proc = subprocess.run([MLPRISM, "run", "../../pipeline.yaml"], cwd=tmp_path / "build" / "x",
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "MLP001" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert (tmp_path / "mlprism.lock").exists()
+    runs = json.loads(subprocess.run([MLPRISM, "runs", "show", "latest", "--json"], cwd=tmp_path,
+                                     capture_output=True, text=True, check=True).stdout)
+    assert runs["run"]["status"] == "succeeded", runs["run"]

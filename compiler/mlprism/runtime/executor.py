@@ -1417,7 +1417,7 @@ class Run:
     def _rel(self, path: Path) -> str:
         try:
             return os.path.relpath(path)
-        except ValueError:
+        except (ValueError, OSError):       # OSError: the working directory is gone (a step deleted it)
             return str(path)
 
     def _log_rel(self, name: str) -> str:
