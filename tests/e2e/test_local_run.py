@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import time
 from pathlib import Path
@@ -360,6 +361,30 @@ def test_directory_outputs_are_hashed_as_trees_and_restored(cli, project) -> Non
     r = cli("run", "pipeline.yaml", cwd=proj)
     assert r.code == 0 and "restored `model` from the cache" in r.out and "[use] up to date" in r.out
     assert (proj / "model" / "parts" / "a.txt").read_text() == "1\n" and not (proj / "model" / "extra.txt").exists()
+
+
+def test_a_file_name_that_is_not_utf8_in_a_directory_output_is_cached_and_restored(cli, project) -> None:
+    """A name such as b"bad\\xffname" (made in a Latin-1 locale) is legal on Linux: the step succeeds, its tree is
+    hashed and restored with the same bytes (it was MLP001, a UnicodeEncodeError while hashing the tree)."""
+    proj = project({"pipeline.yaml": """
+        apiVersion: mlprism/v1
+        name: names
+        steps:
+          make:
+            run: mkdir -p d && printf x > "d/$(printf 'bad\\377name')" && echo 1 > d/ok.txt
+            outputs: [d]
+    """})
+    r = cli("run", "pipeline.yaml", cwd=proj)
+    assert r.code == 0, r.out + r.err
+    bad = os.fsencode(proj / "d") + b"/bad\xffname"
+    assert os.path.exists(bad)
+    shutil.rmtree(proj / "d")
+    r = cli("run", "pipeline.yaml", cwd=proj)
+    assert r.code == 0 and "restored `d` from the cache" in r.out, r.out + r.err
+    assert sorted(os.listdir(os.fsencode(proj / "d"))) == [b"bad\xffname", b"ok.txt"]
+    with open(bad, "rb") as f:
+        assert f.read() == b"x"
+    assert cli("status", "pipeline.yaml", cwd=proj).code == 0
 
 
 def test_missing_declared_data_stops_the_run_before_any_step(cli, project) -> None:

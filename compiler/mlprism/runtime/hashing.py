@@ -94,7 +94,8 @@ MISSING = Digest("missing")
 
 def manifest_entries(manifest: bytes) -> list[tuple[str, str | None, int, bool]]:
     """Rows of a directory manifest: (relative path, hash or None for a directory, size, executable)."""
-    return [(str(r[0]), r[1], int(r[2]), bool(r[3])) for r in json.loads(manifest)]
+    rows = json.loads(manifest.decode("utf-8", "surrogateescape"))     # see _tree: names that are not UTF-8
+    return [(str(r[0]), r[1], int(r[2]), bool(r[3])) for r in rows]
 
 
 class Hasher:
@@ -193,7 +194,9 @@ class Hasher:
             total += st.st_size
             files += 1
         rows.sort(key=lambda r: str(r[0]))
-        manifest = json.dumps(rows, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        # a file name that is not UTF-8 (legal on Linux) is a str with surrogates (os.fsdecode): its own bytes
+        # go into the manifest, so the tree hashes and restores as it is; every other manifest is unchanged
+        manifest = json.dumps(rows, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogateescape")
         return Digest("dir", hash_bytes(manifest), total, False, manifest, files)
 
     # -- persistence -------------------------------------------------------------
