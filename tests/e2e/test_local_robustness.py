@@ -177,3 +177,25 @@ def test_a_step_that_deletes_the_working_directory_of_the_run(tmp_path: Path) ->
     runs = json.loads(subprocess.run([MLPRISM, "runs", "show", "latest", "--json"], cwd=tmp_path,
                                      capture_output=True, text=True, check=True).stdout)
     assert runs["run"]["status"] == "succeeded", runs["run"]
+
+
+def test_a_project_whose_folder_name_is_not_utf8(tmp_path: Path) -> None:
+    """A project in a folder named b"p\\xff" (made in a Latin-1 locale), run from its parent: the run is recorded
+    and a failed step's log is named (it was MLP001, a UnicodeEncodeError writing the log path to the ledger)."""
+    proj = os.fsencode(tmp_path) + b"/p\xff"
+    os.mkdir(proj)
+    with open(proj + b"/pipeline.yaml", "w") as f:
+        f.write("apiVersion: mlprism/v1\nname: bytes\nsteps:\n"
+                "  ok:\n    run: echo 1 > a.txt\n    outputs: [a.txt]\n"
+                "  bad:\n    run: echo oops && exit 3\n    inputs: [a.txt]\n    outputs: [b.txt]\n")
+    proc = subprocess.run([MLPRISM, "run", os.fsdecode(proj + b"/pipeline.yaml")], cwd=tmp_path,
+                          capture_output=True, text=True, errors="replace", timeout=120)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "MLP001" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert "[bad] FAILED [MLP400]: exit code 3 — log: p\\xff/.mlprism/runs/" in proc.stdout, proc.stdout
+    runs = json.loads(subprocess.run([MLPRISM, "runs", "show", "latest", "--json"], cwd=proj,
+                                     capture_output=True, text=True, check=True).stdout)
+    assert runs["run"]["status"] == "failed", runs["run"]
+    again = subprocess.run([MLPRISM, "run", "pipeline.yaml", "--only", "ok"], cwd=proj, capture_output=True,
+                           text=True, timeout=120)
+    assert again.returncode == 0 and "1 step cached" in again.stdout, again.stdout + again.stderr

@@ -514,11 +514,12 @@ class StepResult:
     code: str | None = None          # MLP4xx when failed
     error: str | None = None
     reason: str = ""
-    log: str | None = None
+    log: str | None = None           # for people: relative, printable (see Run._rel)
     inputs: dict[str, tuple[str | None, int]] = field(default_factory=dict)
     outputs: dict[str, OutputEntry] = field(default_factory=dict)
     started: float | None = None
     ended: float | None = None
+    log_file: str | None = field(default=None, repr=False, compare=False)    # the log's real path
 
     @property
     def ok(self) -> bool:
@@ -532,7 +533,7 @@ class StepResult:
         if self.status == "restored":
             return f"cached: {self.reason}"
         if self.status == "failed":
-            if self.log and not os.path.exists(self.log):           # a step that printed nothing has no log
+            if self.log and not os.path.exists(self.log_file or self.log):    # a step that printed nothing has no log
                 return f"FAILED [{self.code}]: {self.error} — it printed nothing"
             return f"FAILED [{self.code}]: {self.error}" + (f" — log: {self.log}" if self.log else "")
         if self.status in ("blocked", "cancelled"):
@@ -1415,10 +1416,13 @@ class Run:
 
     # -- helpers ------------------------------------------------------------------------
     def _rel(self, path: Path) -> str:
+        """``path`` for people (messages, the ledger): relative to the working directory, and printable even
+        when a folder's name is not UTF-8 (those bytes are shown as ``\\xff``; SQLite and stdout refuse them)."""
         try:
-            return os.path.relpath(path)
+            rel = os.path.relpath(path)
         except (ValueError, OSError):       # OSError: the working directory is gone (a step deleted it)
-            return str(path)
+            rel = str(path)
+        return rel if rel.isascii() else os.fsencode(rel).decode("utf-8", "backslashreplace")
 
     def _log_rel(self, name: str) -> str:
         """``_rel(run_dir / f"{name}.log")`` for a step name (no `/` in it) without a relpath per step."""
@@ -1996,7 +2000,8 @@ class Run:
         while True:
             if self.s.stopping.is_set():          # Ctrl-C or SIGTERM before this attempt: none starts
                 return StepResult(step.name, "cancelled", decision.fingerprint.digest, attempts=attempts,
-                                  log=self._log_rel(step.name), started=started, ended=time.time(),
+                                  log=self._log_rel(step.name), log_file=os.fspath(self.run_dir / f"{step.name}.log"),
+                                  started=started, ended=time.time(),
                                   reason=("stopped with the run" + (f" (exit code {code})" if attempts else
                                                                     " before this step started")))
             attempts += 1
@@ -2168,7 +2173,8 @@ class Run:
         root = os.fspath(self.workdir)
         inputs = {k: (d.hash, d.size) for k, d in decision.inputs.items()}
         base = dict(fingerprint=fp, exit_code=code, duration=ended - started, attempts=attempts,
-                    log=self._log_rel(name), inputs=inputs, started=started, ended=ended)
+                    log=self._log_rel(name), log_file=f"{self.run_dir}/{name}.log", inputs=inputs, started=started,
+                    ended=ended)
         if timed_out:
             return StepResult(name, "failed", code="MLP403", **base,    # type: ignore[arg-type]
                               error=f"timed out after {step.timeout}s (process group killed)")
