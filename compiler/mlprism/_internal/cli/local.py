@@ -395,9 +395,23 @@ def _find_state(args: argparse.Namespace) -> Path:
 
 
 def _ledger(args: argparse.Namespace) -> Any:
+    import sqlite3
+
     from mlprism.runtime.ledger import Ledger
 
-    return Ledger(_find_state(args) / "ledger.db")
+    path = _find_state(args) / "ledger.db"
+    try:
+        return Ledger(path)
+    except (sqlite3.Error, OSError) as exc:   # a read-only `.mlprism/` (a mount, another user's project)
+        try:
+            shown = os.path.relpath(path)
+        except (ValueError, OSError):
+            shown = str(path)
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise DiagnosticError([Diagnostic(
+            "MLP410", f"cannot open the run ledger `{shown}`: {reason}", None,
+            "SQLite (in WAL mode) writes beside the database even to read it: make `.mlprism/` writable for "
+            "this user (or copy the project), then run again")]) from None
 
 
 def _when(ts: float | None) -> str:
