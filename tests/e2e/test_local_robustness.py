@@ -199,3 +199,19 @@ def test_a_project_whose_folder_name_is_not_utf8(tmp_path: Path) -> None:
     again = subprocess.run([MLPRISM, "run", "pipeline.yaml", "--only", "ok"], cwd=proj, capture_output=True,
                            text=True, timeout=120)
     assert again.returncode == 0 and "1 step cached" in again.stdout, again.stdout + again.stderr
+
+
+def test_a_project_too_deep_for_sqlite_is_mlp410_with_a_hint(tmp_path: Path) -> None:
+    """SQLite opens a database only if its full path is at most 504 bytes: a project under a deep folder (a CI
+    workspace, about 490 characters) failed with MLP001 "unable to open database file", exit 3."""
+    proj = tmp_path
+    while len(os.fsencode(proj / ".mlprism" / "ledger.db")) <= 520:
+        proj = proj / ("d" * 100)
+    proj.mkdir(parents=True)
+    (proj / "pipeline.yaml").write_text("apiVersion: mlprism/v1\nname: deep\nsteps:\n"
+                                        "  a:\n    run: echo 1 > a.txt\n    outputs: [a.txt]\n")
+    proc = subprocess.run([MLPRISM, "run", "pipeline.yaml"], cwd=proj, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "error[MLP410]: cannot open the run ledger `" in proc.stderr, proc.stderr
+    assert "SQLite opens databases only up to 504 bytes" in proc.stderr and "hint: move the project" in proc.stderr
+    assert "MLP001" not in proc.stderr

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from mlprism.diagnostics import Diagnostic, DiagnosticError, did_you_mean
-from mlprism.runtime.sqlitedb import use_wal
+from mlprism.runtime.sqlitedb import connect, use_wal
 
 __all__ = ["Ledger", "new_run_id"]
 
@@ -126,7 +126,7 @@ class Ledger:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(str(path), timeout=30, check_same_thread=False)
+        self._db = connect(str(path), "the run ledger", timeout=30, check_same_thread=False)
         self._db.row_factory = _row
         self._db.execute("PRAGMA busy_timeout=30000")
         use_wal(self._db)

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from mlprism.diagnostics import Diagnostic, DiagnosticError, did_you_mean
-from mlprism.runtime.sqlitedb import use_wal
+from mlprism.runtime.sqlitedb import connect, use_wal
 
 __all__ = [
     "STAGES",
@@ -249,7 +249,7 @@ class ModelRegistry:
             conn.executescript(_SCHEMA)
         else:
             self.state_dir.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
+            conn = connect(self.db_path, "the model registry", timeout=30, isolation_level=None)
             use_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=30000")
