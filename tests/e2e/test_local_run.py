@@ -387,6 +387,37 @@ def test_a_file_name_that_is_not_utf8_in_a_directory_output_is_cached_and_restor
     assert cli("status", "pipeline.yaml", cwd=proj).code == 0
 
 
+def test_a_directory_symlink_inside_a_directory_output_is_hashed_and_restored(cli, project) -> None:
+    """`models/latest -> v1` inside an output: it was left out of the tree's hash and of the cache, so a restored
+    `models` had no `latest` and the step reading `models/latest/model.bin` failed; deleting or repointing the
+    link was not seen either."""
+    proj = project({"pipeline.yaml": """
+        apiVersion: mlprism/v1
+        name: links
+        steps:
+          make:
+            run: rm -rf models && mkdir -p models/v1 models/v2 && echo w > models/v1/model.bin && ln -s v1 models/latest
+            outputs: [models]
+          use:
+            run: cat models/latest/model.bin > used.txt
+            inputs: [models]
+            outputs: [used.txt]
+    """})
+    assert cli("run", "pipeline.yaml", cwd=proj).code == 0
+    shutil.rmtree(proj / "models")
+    r = cli("run", "pipeline.yaml", cwd=proj)
+    assert r.code == 0 and "restored `models` from the cache" in r.out, r.out + r.err
+    assert os.readlink(proj / "models" / "latest") == "v1"
+    (proj / "used.txt").unlink()
+    assert cli("run", "pipeline.yaml", "--force", "use", cwd=proj).code == 0
+    (proj / "models" / "latest").unlink()
+    (proj / "models" / "latest").symlink_to("v2")
+    r = cli("status", "pipeline.yaml", cwd=proj)
+    assert "make  restorable" in r.out, r.out
+    assert cli("run", "pipeline.yaml", cwd=proj).code == 0
+    assert os.readlink(proj / "models" / "latest") == "v1"
+
+
 def test_missing_declared_data_stops_the_run_before_any_step(cli, project) -> None:
     """A declared data file that does not exist, read by a step downstream of another: MLP411 at once,
     naming the data (it ran both steps, exit 0, and wrote `hash: null` for the data in the lock file);

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlprism.runtime.hashing import Digest, manifest_entries
+from mlprism.runtime.hashing import Digest, manifest_entries, manifest_links
 
 __all__ = ["Cache", "OutputEntry", "StepRecord"]
 
@@ -371,7 +371,8 @@ class Cache:
             raise
 
     def _restore_tree(self, dest: Path, entry: OutputEntry) -> None:
-        rows = manifest_entries(self.object_path(entry.hash).read_bytes())
+        manifest = self.object_path(entry.hash).read_bytes()
+        rows = manifest_entries(manifest)
         build = dest.with_name(f".{dest.name}.mlprism-{os.urandom(4).hex()}")
         try:
             build.mkdir()
@@ -382,6 +383,9 @@ class Cache:
                     continue
                 target.parent.mkdir(parents=True, exist_ok=True)
                 _copy(self.object_path(h), target, 0o755 if executable else 0o644)
+            for rel, link in manifest_links(manifest):
+                (build / rel).parent.mkdir(parents=True, exist_ok=True)
+                os.symlink(link, build / rel)
             old = None
             if dest.exists() or dest.is_symlink():
                 old = dest.with_name(f".{dest.name}.mlprism-old-{os.urandom(4).hex()}")

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import blake3
 
-__all__ = ["Digest", "Hasher", "hash_bytes", "hash_file", "manifest_entries"]
+__all__ = ["Digest", "Hasher", "hash_bytes", "hash_file", "manifest_entries", "manifest_links"]
 
 CHUNK = 1 << 20            # read size for files below MMAP_MIN
 MMAP_MIN = 4 << 20         # files at least this big are hashed through mmap
@@ -93,9 +93,16 @@ MISSING = Digest("missing")
 
 
 def manifest_entries(manifest: bytes) -> list[tuple[str, str | None, int, bool]]:
-    """Rows of a directory manifest: (relative path, hash or None for a directory, size, executable)."""
+    """Rows of a directory manifest: (relative path, hash or None for a directory, size, executable).
+    Symbolic links to directories are not among them: see :func:`manifest_links`."""
     rows = json.loads(manifest.decode("utf-8", "surrogateescape"))     # see _tree: names that are not UTF-8
-    return [(str(r[0]), r[1], int(r[2]), bool(r[3])) for r in rows]
+    return [(str(r[0]), r[1], int(r[2]), bool(r[3])) for r in rows if len(r) == 4]
+
+
+def manifest_links(manifest: bytes) -> list[tuple[str, str]]:
+    """The symbolic links to directories of a directory manifest: (relative path, link target as written)."""
+    rows = json.loads(manifest.decode("utf-8", "surrogateescape"))
+    return [(str(r[0]), str(r[4])) for r in rows if len(r) == 5]
 
 
 class Hasher:
@@ -186,6 +193,9 @@ class Hasher:
         total = 0
         files = 0
         for rel, full, st in _walk(root):
+            if stat.S_ISLNK(st.st_mode):                    # a link to a directory: kept as a link (its text)
+                rows.append([rel, None, 0, False, os.readlink(full)])
+                continue
             if stat.S_ISDIR(st.st_mode):
                 rows.append([rel, None, 0, False])
                 continue
@@ -219,7 +229,8 @@ class Hasher:
 
 
 def _walk(root: Path) -> Iterator[tuple[str, Path, os.stat_result]]:
-    """(posix relative path, path, stat) of everything below root; symlinks are followed for files."""
+    """(posix relative path, path, stat) of everything below root; symlinks are followed for files, and a
+    symlink to a directory is yielded with its own (lstat) result, never followed."""
     stack = [(root, "")]
     while stack:
         directory, prefix = stack.pop()
@@ -233,8 +244,9 @@ def _walk(root: Path) -> Iterator[tuple[str, Path, os.stat_result]]:
             except OSError:
                 continue                            # a dangling symlink is not content
             if stat.S_ISDIR(st.st_mode):
-                if e.is_symlink():
-                    continue                        # never follow directory links (cycles)
+                if e.is_symlink():                  # never follow directory links (cycles): the link itself
+                    yield rel, full, os.lstat(full)
+                    continue
                 yield rel, full, st
                 stack.append((full, rel + "/"))
             elif stat.S_ISREG(st.st_mode):
