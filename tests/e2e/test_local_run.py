@@ -491,3 +491,20 @@ def test_a_ledger_that_cannot_be_opened_is_mlp410_not_an_internal_error(cli, pro
         assert r.code == 2, (args, r.out, r.err)
         assert "error[MLP410]: cannot open the run ledger `.mlprism/ledger.db`: unable to open database file" in r.err
         assert "MLP001" not in r.err and "hint: SQLite" in r.err, r.err
+
+
+def test_a_pipeline_without_params_records_none(cli, project) -> None:
+    """`runs show` of a pipeline without `params:` printed `params:` then `   = {}`, and `--json` said
+    `"params": {"": {}}` (a param named "" in the ledger, mirrored as such to MLflow)."""
+    proj = project({"pipeline.yaml": """
+        apiVersion: mlprism/v1
+        name: noparams
+        steps:
+          a:
+            run: echo 1 > a.txt
+            outputs: [a.txt]
+    """})
+    assert cli("run", "pipeline.yaml", cwd=proj).code == 0
+    r = cli("runs", "show", "latest", cwd=proj)
+    assert r.code == 0 and "params:" not in r.out and " = {}" not in r.out, r.out
+    assert json.loads(cli("runs", "show", "latest", "--json", cwd=proj).out)["params"] == {}

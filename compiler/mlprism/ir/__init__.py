@@ -263,7 +263,7 @@ class Pipeline:
             if isinstance(value, dict) and value:
                 for k, v in value.items():
                     walk(f"{prefix}.{k}" if prefix else str(k), v)
-            else:
+            elif prefix:                   # no params at all: nothing (it was {"": {}})
                 out[prefix] = value
 
         walk("", self.params)
