@@ -215,3 +215,28 @@ def test_a_project_too_deep_for_sqlite_is_mlp410_with_a_hint(tmp_path: Path) -> 
     assert "error[MLP410]: cannot open the run ledger `" in proc.stderr, proc.stderr
     assert "SQLite opens databases only up to 504 bytes" in proc.stderr and "hint: move the project" in proc.stderr
     assert "MLP001" not in proc.stderr
+
+
+def test_leftovers_of_a_restore_killed_midway_are_removed_by_the_next_run(tmp_path: Path) -> None:
+    """A runner killed while it restored an output leaves its temporary beside it in the project (a restore of a
+    20,000-file tree takes seconds): `.d.mlprism-2897acc7/` with part of the tree, `.big.bin.mlprism-…` with part
+    of a file. They stayed in the user's project forever; the next run (under the project lock) removes them, and
+    nothing else that merely looks alike."""
+    (tmp_path / "pipeline.yaml").write_text(
+        "apiVersion: mlprism/v1\nname: left\nsteps:\n"
+        "  a:\n    run: mkdir -p d out && echo 1 > d/f && echo 2 > out/big.bin\n    outputs: [d, out/big.bin]\n")
+    assert subprocess.run([MLPRISM, "run", "pipeline.yaml"], cwd=tmp_path, capture_output=True).returncode == 0
+    leftovers = [tmp_path / ".d.mlprism-2897acc7", tmp_path / ".d.mlprism-old-0a1b2c3d",
+                 tmp_path / "out" / ".big.bin.mlprism-6f1d2a3b4c5d6e7f-4242-3", tmp_path / "out" / ".big.bin.mlprism-tmp"]
+    (leftovers[0] / "x").mkdir(parents=True)
+    (leftovers[0] / "x" / "f").write_text("part")
+    (leftovers[1]).mkdir()
+    for f in leftovers[2:]:
+        f.write_text("part")
+    kept = [tmp_path / ".d.mlprism-notes", tmp_path / ".e.mlprism-2897acc7", tmp_path / "out" / "big.bin.mlprism-1234abcd"]
+    for f in kept:
+        f.write_text("mine")
+    proc = subprocess.run([MLPRISM, "run", "pipeline.yaml"], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0 and "1 step cached" in proc.stdout, proc.stdout + proc.stderr
+    assert [p for p in leftovers if os.path.lexists(p)] == []
+    assert all(p.read_text() == "mine" for p in kept)

@@ -27,9 +27,12 @@ import errno
 import itertools
 import json
 import os
+import posixpath
+import re
 import shutil
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -191,6 +194,11 @@ _IDS = itertools.count()
 _PREFIX: tuple[int, str] = (0, "")
 
 
+# what restore (file: _unique(); tree: 8 hex digits; the tree it replaces: old-) and a sweep's copy into the
+# project (-tmp) name their temporaries beside an output
+_RESTORE_TMP = re.compile(r"\.(.+)\.mlprism-(?:[0-9a-f]{16}-\d+-\d+|[0-9a-f]{8}|old-[0-9a-f]{8}|tmp)")
+
+
 def _unique() -> str:
     """A name no other writer uses: random per process (and host), then a counter (cheaper than uuid4 per file)."""
     global _PREFIX
@@ -223,6 +231,29 @@ class Cache:
         if self.tmp.is_dir():
             shutil.rmtree(self.tmp, ignore_errors=True)
         self.tmp.mkdir(parents=True, exist_ok=True)
+
+    def clean_restore_leftovers(self, root: Path, outputs: Iterable[str]) -> None:
+        """Remove the temporaries a runner killed while restoring (see :meth:`restore`) left beside the outputs
+        of ``root`` (``.NAME.mlprism-…``, a file or part of a tree; call while holding the project lock)."""
+        names: dict[str, set[str]] = {}
+        for o in outputs:
+            parent, name = posixpath.split(posixpath.normpath(o))
+            names.setdefault(parent, set()).add(name)
+        for parent, wanted in names.items():
+            try:
+                with os.scandir(root / parent if parent else root) as it:
+                    entries = [e for e in it if e.name.startswith(".")]
+            except OSError:
+                continue
+            for e in entries:
+                m = _RESTORE_TMP.fullmatch(e.name)
+                if m is None or m.group(1) not in wanted:
+                    continue
+                if e.is_dir(follow_symlinks=False):
+                    shutil.rmtree(e.path, ignore_errors=True)
+                else:
+                    with contextlib.suppress(OSError):
+                        os.unlink(e.path)
 
     def _mkdir(self, path: str) -> None:
         if path not in self._made:

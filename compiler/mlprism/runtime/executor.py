@@ -1106,6 +1106,8 @@ class Session:
             self.hasher = Hasher(self.state_dir)
             self.cache = Cache(self.state_dir)
             self.cache.clean_tmp()
+            self.cache.clean_restore_leftovers(self.project_dir, (o for st in self.pipeline.steps
+                                                                  for o in _step_outputs(st)))
             self.ledger = Ledger(self.state_dir / "ledger.db")
             self._stack.callback(self.ledger.close)
             self._stack.callback(self.hasher.save)
