@@ -240,3 +240,19 @@ def test_leftovers_of_a_restore_killed_midway_are_removed_by_the_next_run(tmp_pa
     assert proc.returncode == 0 and "1 step cached" in proc.stdout, proc.stdout + proc.stderr
     assert [p for p in leftovers if os.path.lexists(p)] == []
     assert all(p.read_text() == "mine" for p in kept)
+
+
+def test_commands_from_a_directory_that_was_deleted(tmp_path: Path) -> None:
+    """`mlprism status /abs/pipeline.yaml` in a shell whose directory was deleted (`rm -rf build` from elsewhere):
+    it was MLP001 ("this is a bug"), a FileNotFoundError from os.getcwd."""
+    (tmp_path / "proj").mkdir()
+    (tmp_path / "proj" / "pipeline.yaml").write_text(
+        "apiVersion: mlprism/v1\nname: gone\nsteps:\n  a:\n    run: echo 1 > a.txt\n    outputs: [a.txt]\n")
+    (tmp_path / "gone").mkdir()
+    spec = tmp_path / "proj" / "pipeline.yaml"
+    for cmd in ("status", "run"):
+        proc = subprocess.run(["sh", "-c", f'cd gone && rmdir ../gone && exec "$0" {cmd} "$1"', MLPRISM, str(spec)],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert "error[MLP002]: the current directory no longer exists" in proc.stderr, proc.stderr
+        (tmp_path / "gone").mkdir()

@@ -105,6 +105,14 @@ def print_diagnostics(diags: Sequence[Diagnostic], as_json: bool = False, stream
         print(d.render(), file=stream)
 
 
+def _cwd_exists() -> bool:
+    try:
+        os.getcwd()
+    except OSError:
+        return False
+    return True
+
+
 def console_main() -> None:
     """The `mlprism` command (and `python -m mlprism`): :func:`main`, then the process exits.
 
@@ -153,6 +161,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if debug:
             raise
+        if isinstance(exc, FileNotFoundError) and not _cwd_exists():
+            print_diagnostics([Diagnostic("MLP002", "the current directory no longer exists (it was deleted after "
+                                          "this shell entered it)", None,
+                                          "cd to an existing directory, e.g. the project's, and run again")], as_json)
+            return EXIT_USAGE
         print_diagnostics([Diagnostic("MLP001", f"internal error: {type(exc).__name__}: {exc}", None,
                                       "this is a bug: rerun with --debug and report the traceback",
                                       Severity.ERROR)], as_json)
