@@ -438,6 +438,11 @@ class Cache:
     def record_path(self, fingerprint: str) -> Path:
         return Path(self._record_file(fingerprint))
 
+    def has_record(self, fingerprint: str) -> bool:
+        """Whether the cache holds a record for ``fingerprint`` (one stat; no Path, no read: it is asked
+        for every step a no-op run finds up to date)."""
+        return self._records.get(fingerprint) is not None or os.path.exists(self._record_file(fingerprint))
+
     def get_record(self, fingerprint: str) -> StepRecord | None:
         try:
             return self._records[fingerprint]

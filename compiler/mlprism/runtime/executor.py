@@ -1779,7 +1779,7 @@ class Run:
         fp = decision.fingerprint.digest
         cache = self.s.cache
         try:
-            if cache.record_path(fp).exists():
+            if cache.has_record(fp):
                 return
             root = os.fspath(self.workdir)
             hashed = {o: self.s.hasher.digest_output(f"{root}/{o}", CACHE_SMALL) for o in record.outputs}
