@@ -659,23 +659,10 @@ class SharedSteps:
 
     @classmethod
     def of(cls, pipelines: Sequence[Pipeline], selected: Sequence[str], forced: set[str]) -> SharedSteps:
-        first = pipelines[0]
-        index = GraphIndex.of(first)
-        flats = [p.flat_params() for p in pipelines]
-        same_env = all(p.environment == first.environment for p in pipelines[1:])
-        names: set[str] = set()
-        if same_env and len(pipelines) > 1:
-            steps = [{s.name: s for s in p.steps} for p in pipelines]
-            sel = set(selected)
-            for name in _upstream_first(index, sel):
-                step = steps[0][name]
-                if not step.cache or name in forced or any(u not in names for u in index.ups[name]):
-                    continue
-                used = step_params(first, step, flats[0])
-                if all(((o := other.get(name)) is step or o == step) and step_params(p, step, flat) == used
-                       for other, p, flat in zip(steps[1:], pipelines[1:], flats[1:], strict=True)):
-                    names.add(name)
-        return cls(frozenset(names))
+        if len(pipelines) < 2:
+            return cls(frozenset())
+        first = {s.name: s for s in pipelines[0].steps}
+        return cls(frozenset(alike_steps(pipelines, {n for n in selected if first[n].cache and n not in forced})))
 
     def follow(self, wake: Callable[[str], None]) -> None:
         """A follower's loop asks to be told (the step's name) whenever the leader finishes a shared step."""
@@ -699,6 +686,28 @@ class SharedSteps:
             wakers = list(self._wakers)
         for wake in wakers:
             wake(name)
+
+
+def alike_steps(pipelines: Sequence[Pipeline], candidates: set[str], index: GraphIndex | None = None) -> set[str]:
+    """Those of ``candidates`` every pipeline (a sweep's combinations) compiled alike: the same IR step, the
+    same values of the params it uses, the same environment, over upstream steps that are alike too. Each
+    pipeline computes the same fingerprint for them, and they make the same outputs."""
+    first = pipelines[0]
+    if not all(p.environment == first.environment for p in pipelines[1:]):
+        return set()
+    index = index or GraphIndex.of(first)
+    flats = [p.flat_params() for p in pipelines]
+    steps = [{s.name: s for s in p.steps} for p in pipelines]
+    alike: set[str] = set()
+    for name in _upstream_first(index, candidates):
+        step = steps[0][name]
+        if any(u not in alike for u in index.ups[name]):
+            continue
+        used = step_params(first, step, flats[0])
+        if all(((o := other.get(name)) is step or o == step) and step_params(p, step, flat) == used
+               for other, p, flat in zip(steps[1:], pipelines[1:], flats[1:], strict=True)):
+            alike.add(name)
+    return alike
 
 
 def _upstream_first(index: GraphIndex, names: set[str]) -> list[str]:

@@ -50,6 +50,7 @@ from mlprism.runtime.executor import (
     RunResult,
     Session,
     SharedSteps,
+    alike_steps,
     check_secrets,
     dry_run_result,
     plan_decisions,
@@ -169,24 +170,10 @@ def _combo_label(combo: list[str]) -> str:
     return ",".join(o.split("=", 1)[0].removeprefix("params.") + "=" + o.split("=", 1)[1] for o in combo) or "base"
 
 
-def _alike_everywhere(compiled: Sequence[Pipeline], names: set[str]) -> set[str]:
-    """Those of ``names`` that every combination compiled alike (same step, same environment) over
-    upstream steps that are alike too: their outputs are the same in every combination."""
-    first = compiled[0]
-    ups = GraphIndex.of(first).ups
-    same_env = all(p.environment == first.environment for p in compiled[1:])
-    alike: set[str] = set()
-    for step in first.steps:                 # in topological order: upstream steps first
-        name = step.name
-        if (same_env and name in names and all(u in alike for u in ups[name])
-                and all(p.step(name) == step for p in compiled[1:])):
-            alike.add(name)
-    return alike
-
-
-def _check_left_out(pipeline: Pipeline, selected: set[str], alike: set[str], options: RunOptions) -> None:
+def _check_left_out(pipeline: Pipeline, index: GraphIndex, selected: set[str], alike: set[str],
+                    options: RunOptions) -> None:
     """MLP002 when a selected step reads a left-out step whose outputs differ between the combinations."""
-    ups = GraphIndex.of(pipeline).ups
+    ups = index.ups
     differ = sorted({u for n in selected for u in ups[n] if u not in selected and u not in alike},
                     key=pipeline.step_names.index)
     if differ:
@@ -208,8 +195,9 @@ def run_sweep(project_dir: Path, pipeline: Pipeline, options: RunOptions) -> Run
     compiled = [p for p, _ in load_pipelines_cached(spec_path, [[*pipeline.overrides, *combo] for combo in grid])]
     # --from/--until: the steps left out whose outputs every combination would make alike are read from
     # the project by every combination; one whose outputs differ between them cannot be left out
-    alike = _alike_everywhere(compiled, {n for n in pipeline.step_names if n not in selected})
-    _check_left_out(compiled[0], selected, alike, options)
+    index = GraphIndex.of(compiled[0])
+    alike = alike_steps(compiled, {n for n in pipeline.step_names if n not in selected}, index)
+    _check_left_out(compiled[0], index, selected, alike, options)
     select = pipeline.sweep.select if pipeline.sweep else None
     if options.dry_run:
         plan = _plan_compiled(project_dir, grid, compiled, options)
