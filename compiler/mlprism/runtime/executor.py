@@ -1709,6 +1709,8 @@ class Run:
                             finish(StepResult(name, "failed", code="MLP410", error=f"cannot hash inputs: {exc}"))
                             continue
                         if decision.action == "cached":
+                            # first: a record it writes holds the small outputs the followers then need
+                            self._keep_vouched(step, decision)
                             if self.leader and name in share.names:
                                 try:
                                     self._keep_for_followers(decision)
@@ -1717,7 +1719,6 @@ class Run:
                                     finish(StepResult(name, "failed", decision.fingerprint.digest, code=code,
                                                       error=error))
                                     continue
-                            self._keep_vouched(step, decision)
                             finish(self._cached(step, decision))
                             continue
                         if self.lazy and self._defer(step, decision):
