@@ -2012,7 +2012,7 @@ class Run:
         while True:
             if self.s.stopping.is_set():          # Ctrl-C or SIGTERM before this attempt: none starts
                 return StepResult(step.name, "cancelled", decision.fingerprint.digest, attempts=attempts,
-                                  log=self._log_rel(step.name), log_file=os.fspath(self.run_dir / f"{step.name}.log"),
+                                  log=self._log_rel(step.name), log_file=os.fspath(log_path),
                                   started=started, ended=time.time(),
                                   reason=("stopped with the run" + (f" (exit code {code})" if attempts else
                                                                     " before this step started")))
@@ -2185,7 +2185,7 @@ class Run:
         root = os.fspath(self.workdir)
         inputs = {k: (d.hash, d.size) for k, d in decision.inputs.items()}
         base = dict(fingerprint=fp, exit_code=code, duration=ended - started, attempts=attempts,
-                    log=self._log_rel(name), log_file=f"{self.run_dir}/{name}.log", inputs=inputs, started=started,
+                    log=self._log_rel(name), log_file=os.fspath(log_path), inputs=inputs, started=started,
                     ended=ended)
         if timed_out:
             return StepResult(name, "failed", code="MLP403", **base,    # type: ignore[arg-type]
