@@ -22,8 +22,8 @@ from typing import Any
 
 from mlprism._internal.load import without_gc
 from mlprism.diagnostics import Diagnostic, Location, Severity, did_you_mean
+from mlprism.runtime.redact import MIN_SECRET_LENGTH, secret_needles
 from mlprism.runtime.redact import label as label_secrets
-from mlprism.runtime.redact import secret_needles
 
 Locate = Callable[[str], Location | None]
 
@@ -750,9 +750,9 @@ class Protected:
     (`.mlprism/`, the lock file), `.git/`, the spec and the config files it is composed from."""
 
     def __init__(self, spec_name: str = "pipeline.yaml", composed_from: Sequence[str] = ()) -> None:
-        stem = posixpath.splitext(spec_name)[0]
-        # as runtime.lockfile.lock_path names it
-        lock = "mlprism.lock" if stem == "pipeline" else f"{stem}.mlprism.lock"
+        from mlprism.runtime.lockfile import lock_name
+
+        lock = lock_name(posixpath.splitext(spec_name)[0])
         self.dirs = {".mlprism": "mlprism's state (runs, cache, ledger, registry)", ".git": "git's repository"}
         self.files = {lock: "the lock file", spec_name: "the spec"}
         for f in composed_from:
@@ -1216,8 +1216,6 @@ def warning(code: str, message: str, loc: Location | None, hint: str | None = No
 
 
 # -- secrets: a declared secret's value never enters the compiled pipeline -----------------------
-#: Values shorter than this are not looked for (a "secret" like `test` would match ordinary text).
-MIN_SECRET_LENGTH = 6
 
 
 def secret_values_in(config: Any, environ: Mapping[str, str]) -> dict[str, str]:
@@ -1241,7 +1239,7 @@ _SECRET_HINT = ("a secret reaches the steps only through the environment: write 
 def secret_override_errors(overrides: Any, secrets: Mapping[str, str]) -> list[Diagnostic]:
     """MLP204 for each command-line override that holds a declared secret's value (shown redacted)."""
     diags = []
-    needles = secret_needles(secrets, MIN_SECRET_LENGTH)
+    needles = secret_needles(secrets)
     for ov in overrides:
         for value, name in needles:
             if value in ov:
@@ -1268,7 +1266,7 @@ def secret_value_errors(config: Any, secrets: Mapping[str, str], locate: Locate)
         elif isinstance(node, str):
             found(node, path)
 
-    needles = secret_needles(secrets, MIN_SECRET_LENGTH)
+    needles = secret_needles(secrets)
 
     def found(text: str, path: tuple[Any, ...]) -> None:
         for value, name in needles:

@@ -24,15 +24,19 @@ import yaml
 
 from mlprism._internal.yamlio import float_text
 
-__all__ = ["LOCK_VERSION", "lock_document", "lock_path", "read_lock", "render_document", "render_lock", "write_lock"]
+__all__ = ["LOCK_VERSION", "lock_document", "lock_name", "lock_path", "read_lock", "render_document", "render_lock", "write_lock"]
 
 LOCK_VERSION = 1
 HEADER = "Written by `mlprism run`: data and step hashes of this project. Commit it with the spec."
 
 
+def lock_name(spec_stem: str) -> str:
+    """The lock file's name beside a spec named ``<spec_stem>.yaml``."""
+    return "mlprism.lock" if spec_stem == "pipeline" else f"{spec_stem}.mlprism.lock"
+
+
 def lock_path(spec_path: Path) -> Path:
-    name = "mlprism.lock" if spec_path.stem == "pipeline" else f"{spec_path.stem}.mlprism.lock"
-    return spec_path.parent / name
+    return spec_path.parent / lock_name(spec_path.stem)
 
 
 def _sidecar(path: Path) -> Path:

@@ -14,6 +14,9 @@ from collections.abc import Iterable, Mapping, Sequence
 __all__ = ["MASK", "label", "mask", "redaction_values"]
 
 MASK = "***"
+#: Secret values (and lines of one) shorter than this are not looked for in a spec (a "secret" like `test`
+#: would match ordinary text); logs still mask them.
+MIN_SECRET_LENGTH = 6
 
 
 def redaction_values(values: Iterable[str]) -> list[str]:
@@ -34,7 +37,7 @@ def mask(text: str, values: Sequence[str]) -> str:
     return text
 
 
-def secret_needles(secrets: Mapping[str, str], min_line: int = 6) -> list[tuple[str, str]]:
+def secret_needles(secrets: Mapping[str, str], min_line: int = MIN_SECRET_LENGTH) -> list[tuple[str, str]]:
     """(text, name) to look for: each secret's value, and each line (of ``min_line``+ characters) of a
     multi-line one (a PEM key: one of its lines is as secret as the whole), longest first."""
     out: dict[str, str] = {}
