@@ -70,6 +70,25 @@ class Plan:
 _BAD_OUTPUT_HINT = "this is a bug in the target; rerun with --debug and report it"
 
 
+def _written_path_problem(path: str) -> str | None:
+    """Why the writer cannot write `path` below an output directory (a target's, or one a manifest
+    lists), or None: a path problem, no file, a trailing `/`, not its plain form, or the manifests'
+    own directory."""
+    problem = path_problem(path)
+    if problem:
+        return problem
+    normal = posixpath.normpath(path) if path else ""
+    if not path or normal == ".":
+        return "names no file"
+    if path.endswith("/"):
+        return "ends with `/`"
+    if normal != path:
+        return f"is not in its plain form (write `{normal}`)"
+    if path == MANIFEST_DIR or path.startswith(MANIFEST_DIR + "/"):
+        return f"is under `{MANIFEST_DIR}/`, where mlprism records what it generated"
+    return None
+
+
 def normalize(files: object, target: str, plugin: str | None = None) -> dict[str, GeneratedFile]:
     """A target's `emit` result checked and made canonical: {relative POSIX path: GeneratedFile}.
 
@@ -95,17 +114,7 @@ def normalize(files: object, target: str, plugin: str | None = None) -> dict[str
         if not isinstance(gf.content, str | bytes):
             raise bad(f"returned {type(gf.content).__name__} for `{path}`, not str, bytes "
                       "or mlprism.GeneratedFile")
-        problem = path_problem(path)
-        if not problem:
-            normal = posixpath.normpath(path) if path else ""
-            if not path or normal == ".":
-                problem = "names no file"
-            elif path.endswith("/"):
-                problem = "ends with `/`"
-            elif normal != path:
-                problem = f"is not in its plain form (write `{normal}`)"
-        if not problem and (path == MANIFEST_DIR or path.startswith(MANIFEST_DIR + "/")):
-            problem = f"is under `{MANIFEST_DIR}/`, where mlprism records what it generated"
+        problem = _written_path_problem(path)
         if problem:
             raise bad(f"emitted a bad path `{path}` ({problem})")
         data = gf.data()
@@ -188,8 +197,7 @@ def read_manifest(path: Path, warn: list[Diagnostic]) -> dict[str, str] | None:
         _manifest_problem(warn, path, "is not an mlprism manifest (`files` maps paths to digests)")
         return None
     for rel in files:
-        if (path_problem(rel) or not rel or posixpath.normpath(rel) != rel or rel.endswith("/")
-                or rel == MANIFEST_DIR or rel.startswith(MANIFEST_DIR + "/")):
+        if _written_path_problem(rel):
             _manifest_problem(warn, path, f"lists a path mlprism never writes (`{rel}`)")
             return None
     return files
