@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,7 +19,13 @@ from mlprism._internal.compose import Composed, compose
 from mlprism._internal.features import capability_errors, feature_uses
 from mlprism._internal.load import Loaded, load_file, without_gc, without_gc_long_lived
 from mlprism._internal.lower import collect_locations, lower, missing_inputs
-from mlprism._internal.plugins import Plugins, call_each, load_plugins, schema_sections
+from mlprism._internal.plugins import (
+    Plugins,
+    call_each,
+    load_plugins,
+    plugin_error,
+    schema_sections,
+)
 from mlprism._internal.target import EmitContext, GeneratedFile
 from mlprism._internal.validate import (
     Protected,
@@ -362,9 +369,8 @@ def config_searchpath(plugins: Plugins, spec_dir: Path) -> list[str]:
             continue
         if isinstance(result, str) or not isinstance(result, list | tuple) or \
                 not all(isinstance(p, str) for p in result):
-            raise DiagnosticError([Diagnostic(
-                "MLP301", f"plugin `{plugin}` returned {type(result).__name__} from mlprism_config_searchpath, "
-                          "not a list of search-path URLs", None, f"fix the plugin, or skip it with `-p no:{plugin}`")])
+            raise plugin_error(plugin, f"plugin `{plugin}` returned {type(result).__name__} from "
+                               "mlprism_config_searchpath, not a list of search-path URLs")
         search.extend(result)
     return search
 
@@ -377,22 +383,20 @@ def run_passes(pipeline: Pipeline, plugins: Plugins) -> Pipeline:
         except DiagnosticError:
             raise
         except Exception as exc:
-            raise DiagnosticError([Diagnostic("MLP301", f"plugin `{impl.plugin_name}` failed in mlprism_transform_ir: "
-                                              f"{type(exc).__name__}: {exc}", None, f"skip it with `-p no:{impl.plugin_name}`")])
+            raise plugin_error(impl.plugin_name, f"plugin `{impl.plugin_name}` failed in mlprism_transform_ir: "
+                               f"{type(exc).__name__}: {exc}", raised=True)
         if result is not None:
             if not isinstance(result, Pipeline):
-                raise DiagnosticError([Diagnostic("MLP301", f"plugin `{impl.plugin_name}` returned "
-                                                  f"{type(result).__name__} from mlprism_transform_ir, not a Pipeline",
-                                                  None, f"fix the plugin, or skip it with `-p no:{impl.plugin_name}`")])
-            names = [step.name for step in result.steps]
-            unknown = sorted({n for step in result.steps for n in step.needs if n not in names})
-            twice = sorted({n for n in names if names.count(n) > 1})
+                raise plugin_error(impl.plugin_name, f"plugin `{impl.plugin_name}` returned "
+                                   f"{type(result).__name__} from mlprism_transform_ir, not a Pipeline")
+            counts = Counter(step.name for step in result.steps)
+            unknown = sorted({n for step in result.steps for n in step.needs if n not in counts})
+            twice = sorted(n for n, k in counts.items() if k > 1)
             if unknown or twice:
                 what = (f"steps named twice: {', '.join(f'`{n}`' for n in twice)}" if twice else
                         f"`needs` naming no step: {', '.join(f'`{n}`' for n in unknown)}")
-                raise DiagnosticError([Diagnostic("MLP301", f"plugin `{impl.plugin_name}` returned a pipeline "
-                                                  f"from mlprism_transform_ir with {what}", None,
-                                                  f"fix the plugin, or skip it with `-p no:{impl.plugin_name}`")])
+                raise plugin_error(impl.plugin_name, f"plugin `{impl.plugin_name}` returned a pipeline "
+                                   f"from mlprism_transform_ir with {what}")
             pipeline = graph_stage.build(result, pipeline.location)
     diags = Diagnostics()
     call_each(plugins, "mlprism_validate_ir", pipeline=pipeline, diagnostics=diags)

@@ -111,6 +111,12 @@ def load_plugins(options: Sequence[str] = (), extra: Sequence[object] = ()) -> P
     return plugins
 
 
+def plugin_error(plugin: str, message: str, *, raised: bool = False, why: str = "") -> DiagnosticError:
+    """MLP301 naming `plugin`: one of its hooks raised (`raised`), or returned what mlprism cannot use."""
+    hint = f"skip it with `-p no:{plugin}`" if raised else f"{why}fix the plugin, or skip it with `-p no:{plugin}`"
+    return DiagnosticError([Diagnostic("MLP301", message, None, hint)])
+
+
 def call_each(plugins: Plugins, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
     """Call every implementation of `hook` in pluggy's order: [(plugin name, result)].
 
@@ -124,9 +130,8 @@ def call_each(plugins: Plugins, hook: str, **kwargs: Any) -> list[tuple[str, Any
         except DiagnosticError:
             raise
         except Exception as exc:
-            raise DiagnosticError([Diagnostic(
-                "MLP301", f"plugin `{impl.plugin_name}` failed in {hook}: {type(exc).__name__}: {exc}", None,
-                f"skip it with `-p no:{impl.plugin_name}`")]) from exc
+            raise plugin_error(impl.plugin_name, f"plugin `{impl.plugin_name}` failed in {hook}: "
+                               f"{type(exc).__name__}: {exc}", raised=True) from exc
         results.append((impl.plugin_name, result))
     return results
 
@@ -143,15 +148,12 @@ def schema_sections(plugins: Plugins) -> dict[str, dict[str, Any]]:
             continue
         if not isinstance(result, Mapping) or not all(isinstance(k, str) and isinstance(v, Mapping)
                                                       for k, v in result.items()):
-            raise DiagnosticError([Diagnostic(
-                "MLP301", f"plugin `{plugin}` returned {type(result).__name__} from mlprism_schema_sections, "
-                          "not {section name: JSON Schema}", None, f"fix the plugin, or skip it with `-p no:{plugin}`")])
+            raise plugin_error(plugin, f"plugin `{plugin}` returned {type(result).__name__} from "
+                               "mlprism_schema_sections, not {section name: JSON Schema}")
         for name, schema in result.items():
             if name in owners:
-                raise DiagnosticError([Diagnostic(
-                    "MLP301", f"plugin `{plugin}` contributes a schema for `targets.{name}`, which "
-                              f"{owners[name]} already defines", None,
-                    f"a section has one schema: fix the plugin, or skip it with `-p no:{plugin}`")])
+                raise plugin_error(plugin, f"plugin `{plugin}` contributes a schema for `targets.{name}`, which "
+                                   f"{owners[name]} already defines", why="a section has one schema: ")
             sections[name] = dict(schema)
             owners[name] = f"plugin `{plugin}`"
     return sections
