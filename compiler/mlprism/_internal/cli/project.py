@@ -327,11 +327,18 @@ def deletion_diff(dest: Path, rel: str, stat: bool = False) -> str:
         return f"deleted: {shown}\n"
     old = path.read_bytes()
     header = f"diff --mlprism a/{shown} b/{shown}\ndeleted file mode {'100755' if os.access(path, os.X_OK) else '100644'}\n"
+    return _text_diff(header, old, None, f"a/{shown}", "/dev/null")
+
+
+def _text_diff(header: str, old: bytes | None, new: bytes | None, a_name: str, b_name: str) -> str:
+    """`header` and a unified diff of the two contents (None: no file), or a line saying they are binary."""
     try:
-        old_text = old.decode("utf-8")
+        old_text = "" if old is None else old.decode("utf-8")
+        new_text = "" if new is None else new.decode("utf-8")
     except UnicodeDecodeError:
-        return header + f"Binary files a/{shown} and /dev/null differ\n"
-    lines = difflib.unified_diff(old_text.splitlines(keepends=True), [], fromfile=f"a/{shown}", tofile="/dev/null")
+        return header + f"Binary files {a_name} and {b_name} differ\n"
+    lines = difflib.unified_diff(old_text.splitlines(keepends=True), new_text.splitlines(keepends=True),
+                                 fromfile=a_name, tofile=b_name)
     body = "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
     return header + body
 
@@ -358,12 +365,4 @@ def file_diff(dest: Path, rel: str, generated: Any, stat: bool = False) -> str:
         header += "old mode 100644\nnew mode 100755\n"
     if old == new:
         return header
-    try:
-        old_text = "" if old is None else old.decode("utf-8")
-        new_text = new.decode("utf-8")
-    except UnicodeDecodeError:
-        return header + f"Binary files {'/dev/null' if old is None else 'a/' + shown} and b/{shown} differ\n"
-    lines = difflib.unified_diff(old_text.splitlines(keepends=True), new_text.splitlines(keepends=True),
-                                 fromfile="/dev/null" if old is None else f"a/{shown}", tofile=f"b/{shown}")
-    body = "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
-    return header + body
+    return _text_diff(header, old, new, "/dev/null" if old is None else f"a/{shown}", f"b/{shown}")
