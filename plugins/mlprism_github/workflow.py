@@ -121,7 +121,7 @@ def cell(value):
 metric, goal = spec["metric"], spec["goal"]
 def passed(index):                      # every swept step of the leg succeeded (and uploaded its archive)
     return all(os.path.exists(os.path.join(tmp, "mlprism-sweep", f"{step}.sweep-{index}", f"{step}.tar"))
-               for step in spec["swept"])
+               for step in spec["steps"])
 scores, failed = [], []
 for index, overrides in enumerate(spec["legs"]):
     if not passed(index):               # failed (e.g. its gate) or did not run: not a candidate
@@ -616,7 +616,7 @@ class Builder:
         metric_files = [[s.name, posixpath.normpath(s.metrics)] for s in reversed(swept) if s.metrics]
         spec = {"metric": select.metric if select else "", "goal": select.goal if select else "max",
                 "legs": self.legs, "metrics": metric_files,
-                "steps": [s.name for s in swept if self.has_artifact(s)], "swept": [s.name for s in swept]}
+                "steps": [s.name for s in swept]}        # each uploads an archive (see _with_artifact)
         sh = Script()
         sh.add(f"sweep={sh.word(json.dumps(spec, ensure_ascii=False, sort_keys=True))}", _SELECT_SCRIPT)
         choose = {"name": "Select the best leg", "id": "select", "run": sh.text()}
