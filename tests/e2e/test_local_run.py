@@ -464,18 +464,24 @@ def test_a_teammates_clone_restores_a_switched_back_param_from_the_cache(cli, de
     assert "command changed" in r.out, r.out
 
 
-def test_a_ledger_that_cannot_be_opened_is_mlp410_not_an_internal_error(cli, project) -> None:
-    """`mlprism runs list|show` and `logs` on a read-only `.mlprism/` (a read-only mount, another user's project):
-    SQLite cannot open a WAL database there. It was MLP001 ("this is a bug"), exit 3."""
+def _ran_one_step(cli, project) -> Path:
+    """A project of one step without params, run once."""
     proj = project({"pipeline.yaml": """
         apiVersion: mlprism/v1
-        name: ro
+        name: one
         steps:
           a:
             run: echo 1 > a.txt
             outputs: [a.txt]
     """})
     assert cli("run", "pipeline.yaml", cwd=proj).code == 0
+    return proj
+
+
+def test_a_ledger_that_cannot_be_opened_is_mlp410_not_an_internal_error(cli, project) -> None:
+    """`mlprism runs list|show` and `logs` on a read-only `.mlprism/` (a read-only mount, another user's project):
+    SQLite cannot open a WAL database there. It was MLP001 ("this is a bug"), exit 3."""
+    proj = _ran_one_step(cli, project)
     # made for real (root writes through file modes): SQLite cannot write the WAL index beside the database
     # (here a directory stands where it goes), as on a read-only mount
     state = proj / ".mlprism"
@@ -492,15 +498,7 @@ def test_a_ledger_that_cannot_be_opened_is_mlp410_not_an_internal_error(cli, pro
 def test_a_pipeline_without_params_records_none(cli, project) -> None:
     """`runs show` of a pipeline without `params:` printed `params:` then `   = {}`, and `--json` said
     `"params": {"": {}}` (a param named "" in the ledger, mirrored as such to MLflow)."""
-    proj = project({"pipeline.yaml": """
-        apiVersion: mlprism/v1
-        name: noparams
-        steps:
-          a:
-            run: echo 1 > a.txt
-            outputs: [a.txt]
-    """})
-    assert cli("run", "pipeline.yaml", cwd=proj).code == 0
+    proj = _ran_one_step(cli, project)
     r = cli("runs", "show", "latest", cwd=proj)
     assert r.code == 0 and "params:" not in r.out and " = {}" not in r.out, r.out
     assert json.loads(cli("runs", "show", "latest", "--json", cwd=proj).out)["params"] == {}
