@@ -1080,9 +1080,10 @@ class Session:
         local = pipeline.targets.get("local") or {}
         self.jobs = max(1, options.jobs or int(local.get("jobs") or 0) or os.cpu_count() or 1)
         self.secrets = secret_values(pipeline, options.env)
+        self.redactions = redaction_values(self.secrets.values())     # what masking looks for (see redact)
         self.display = options.display or make_display(options.json, options.quiet)
         if self.secrets:
-            values = redaction_values(self.secrets.values())
+            values = self.redactions
             self.display.redact = lambda s: mask(s, values)
         self.state_dir = state_dir_of(project_dir)
         self.hasher: Hasher
@@ -1149,7 +1150,7 @@ class Session:
                                                   "install mlprism with Docker support, or run without --in-docker")])
             return DockerLauncher(image=self.options.image or default_image(self.pipeline),  # type: ignore[no-any-return]
                                   project_dir=self.project_dir,
-                                  redact_values=redaction_values(self.secrets.values()))
+                                  redact_values=self.redactions)
         return LocalLauncher(running_dir, list(self.secrets.values()))
 
     def inflight(self, fingerprint: str) -> threading.Lock:
@@ -1921,8 +1922,7 @@ class Run:
         ``rows@postgres://user:TOKEN@host`` would otherwise reach the ledger, the registry and the cache)."""
         metrics = read_metrics(self.workdir / step.metrics, [c.metric for c in step.gate])
         if self.s.secrets:
-            values = redaction_values(self.s.secrets.values())
-            metrics = {mask(k, values): v for k, v in metrics.items()}
+            metrics = {mask(k, self.s.redactions): v for k, v in metrics.items()}
         return metrics
 
     def _cached(self, step: Step, decision: Decision) -> StepResult:
