@@ -148,7 +148,8 @@ CODES: dict[str, str] = {
     "MLP102": "The spec (or a config file) cannot be read.",
     "MLP103": "The spec is too large, too deeply nested, or expands too many aliases.",
     "MLP104": "Unsupported YAML tag or a non-string mapping key.",
-    "MLP110": "A command-line override does not parse (Hydra's override grammar).",
+    "MLP110": "A command-line override does not parse (Hydra's override grammar), or gives several values "
+              "(a sweep: `params.lr=1,2`) where only `mlprism run -m` takes them.",
     "MLP111": "A command-line override names a key that does not exist (use `+key=value` to add one).",
     "MLP112": "A config group or option in `defaults` (or `group=option` on the command line) does not exist.",
     "MLP113": "Hydra could not compose the config.",

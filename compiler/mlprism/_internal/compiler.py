@@ -353,9 +353,6 @@ def with_default_hint(diag: Diagnostic) -> Diagnostic:
         else:
             hint = ("an interpolation names a key of the spec (`${params.NAME}`) or reads the environment "
                     "(`${oc.env:NAME,default}`); write a literal `${` as `\\${`")
-    elif diag.code == "MLP113" and "Ambiguous value" in text:
-        hint = ("several values for one key make a sweep: add `-m` (`mlprism run -m params.lr=1,2`); for one value "
-                "with a comma, quote it: `'params.lr=\"1,2\"'`")
     elif diag.code in CODES:
         hint = f"see {diag.code} in docs/reference/error-codes.md; rerun with --debug for the details"
     return replace(diag, hint=hint) if hint else diag

@@ -204,6 +204,16 @@ _OVERRIDE_HINT = ("use KEY=VALUE (e.g. `params.lr=0.1`), `+KEY=VALUE` to add, `~
                   "to pick a config group option; quote values with special characters")
 
 
+def sweep_without_multirun(ov: str, simple: bool = True) -> Diagnostic:
+    """MLP110 for an override with several values (`params.lr=1,2`; not `simple`: `range(...)`, `choice(...)`)
+    where one value is needed: every command reports it so (only `mlprism run -m` sweeps)."""
+    key, _, value = ov.partition("=")
+    hint = f"add -m to run every value (`mlprism run -m {ov}`)"
+    if simple:
+        hint += f"; for a list write `{key}=[{value}]`; for one value with a comma, quote it: `'{key}=\"{value}\"'`"
+    return Diagnostic("MLP110", "several values for one key make a sweep", Location(override=ov), hint)
+
+
 def _check_overrides(overrides: Sequence[str]) -> list[Any]:
     """Parse every override with Hydra's grammar; MLP110 for each one that does not parse."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -223,7 +233,7 @@ def _check_overrides(overrides: Sequence[str]) -> list[Any]:
                                     _OVERRIDE_HINT))
             continue
         try:
-            parsed.extend(parser.parse_overrides([ov]))
+            one = parser.parse_overrides([ov])
         except HydraException as exc:
             lines = [ln for ln in str(exc).splitlines() if ln.strip()]
             msg = lines[0] if lines else "cannot parse"
@@ -233,6 +243,12 @@ def _check_overrides(overrides: Sequence[str]) -> list[Any]:
         except Exception as exc:  # the ANTLR runtime can raise plain errors on odd input
             diags.append(Diagnostic("MLP110", f"bad override: {type(exc).__name__}", Location(override=ov),
                                     _OVERRIDE_HINT))
+        else:
+            if one and one[0].is_sweep_override():
+                from hydra.core.override_parser.types import ValueType
+
+                diags.append(sweep_without_multirun(ov, one[0].value_type == ValueType.SIMPLE_CHOICE_SWEEP))
+            parsed.extend(one)
     if diags:
         raise DiagnosticError(diags)
     return parsed

@@ -278,6 +278,25 @@ def test_bad_overrides_point_at_the_override(spec: Path, overrides: list[str], c
         assert "+" not in (d.hint or ""), d.hint          # adding a key is no answer to deleting one
 
 
+@pytest.mark.parametrize("override", ["params.lr=1,2", "params.lr=range(1,3)", "+params.new=a,b"])
+def test_a_sweep_without_m_is_the_same_mlp110_for_every_command(override: str, cli, project) -> None:
+    root = project({"pipeline.yaml": """
+        apiVersion: mlprism/v1
+        name: demo
+        params: {lr: 0.1}
+        steps:
+          a: {run: 'echo ${params.lr}'}
+    """})
+    seen = set()
+    for command in (["validate"], ["graph"], ["compile", "-t", "local"], ["run"], ["status"]):
+        res = cli(*command, "pipeline.yaml", override, cwd=root)
+        assert res.code == 2, (command, res.out, res.err)
+        seen.add(res.err)
+    [err] = seen
+    assert err.startswith(f"override `{override}`: error[MLP110]: several values for one key make a sweep\n"), err
+    assert f"hint: add -m to run every value (`mlprism run -m {override}`)" in err
+
+
 @pytest.mark.parametrize("dirname", ["it's a dir", "back\\slash", "dollar${x}", "end\\", "mix\\'${y}"])
 def test_config_groups_are_found_whatever_the_directory_is_called(dirname: str, tmp_path: Path) -> None:
     """The conf/ directory reaches Hydra's search path quoted: quotes, backslashes and `${` stay as they are."""

@@ -11,7 +11,7 @@ from typing import Any
 
 from mlprism._internal.cli.common import intermixed as _intermixed
 from mlprism._internal.cli.common import project_arg as _project_arg
-from mlprism.diagnostics import Diagnostic, DiagnosticError, Location
+from mlprism.diagnostics import Diagnostic, DiagnosticError
 
 
 def _spec_args(p: argparse.ArgumentParser) -> None:
@@ -158,14 +158,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not swept:
             raise DiagnosticError([Diagnostic("MLP002", "-m/--multirun needs an override with several values", None,
                                               "e.g. `mlprism run pipeline.yaml -m params.lr=0.1,0.01`")])
-    else:
-        for ov in overrides:
-            if "," in ov.partition("=")[2] and not ov.partition("=")[2].lstrip().startswith(("[", "{", "'", '"')):
-                from mlprism.runtime.sweep import split_sweep_overrides
-
-                if split_sweep_overrides([ov])[1]:
-                    raise DiagnosticError([Diagnostic("MLP110", "several values for one key make a sweep",
-                                                      Location(override=ov), "add -m to run every value")])
+    # without -m, an override with several values is refused by compose (MLP110), as for every command
     if args.image and not args.in_docker:
         raise DiagnosticError([Diagnostic("MLP002", "--image is used with --in-docker", None,
                                           "add --in-docker, or drop --image")])
