@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mlprism._internal import graph as graph_stage
-from mlprism._internal.compose import Composed, compose
+from mlprism._internal.compose import Composed, check_spec_name, compose
 from mlprism._internal.features import capability_errors, feature_uses
 from mlprism._internal.load import Loaded, load_file, without_gc, without_gc_long_lived
 from mlprism._internal.lower import collect_locations, lower, missing_inputs
@@ -263,6 +263,7 @@ def load_pipeline(spec: str | os.PathLike[str], overrides: Sequence[str] = (), *
     warnings: list[Diagnostic] = list(plugins.problems)
     clock = _Clock()
     # 1. load (source map, duplicate keys, limits)
+    check_spec_name(spec_path, display)
     loaded = shared.load(spec_path, display) if shared else load_file(spec_path, display)
     # a declared secret's value in an override: refused before anything can print or record it
     secret_errors = secret_override_errors(overrides, secret_values_in(loaded.data, os.environ))

@@ -866,6 +866,15 @@ def nothing_to_compose(data: dict[str, Any], overrides: Sequence[str]) -> bool:
             and "hydra" not in data)
 
 
+def check_spec_name(spec_path: Path, display: str) -> None:
+    """MLP102 at the file for a spec whose name does not end in `.yaml` (`pipeline.yml`, `spec.txt`); a path
+    that is no file is left to :func:`load_file` to report."""
+    if spec_path.suffix != ".yaml" and spec_path.is_file():
+        raise DiagnosticError([Diagnostic("MLP102", "a spec file name must end in `.yaml`", Location(display),
+                                          f"rename it to `{spec_path.stem}.yaml` (mlprism reads a spec, and its "
+                                          "config groups, from `.yaml` files only)")])
+
+
 @without_gc
 def compose(spec_path: Path, overrides: Sequence[str] = (), search_paths: Sequence[str] = (),
             display: str | None = None, loaded: Loaded | None = None, *, force_hydra: bool = False) -> Composed:
@@ -877,6 +886,7 @@ def compose(spec_path: Path, overrides: Sequence[str] = (), search_paths: Sequen
     """
     spec_path = spec_path.resolve() if not spec_path.is_absolute() else spec_path
     display = display or str(spec_path)
+    check_spec_name(spec_path, display)
     loaded = loaded or load_file(spec_path, display)
     if loaded.data is None:
         raise DiagnosticError([Diagnostic("MLP202", "the spec is empty", Location(display, 1, 1),
@@ -888,9 +898,6 @@ def compose(spec_path: Path, overrides: Sequence[str] = (), search_paths: Sequen
         raise DiagnosticError([Diagnostic("MLP201", f"the spec must be a mapping of keys (apiVersion, name, steps, ...), "
                                           f"not {kind}", loaded.source_map.lookup("") or Location(display, 1, 1),
                                           "write `key: value` lines at the top level; `mlprism init` writes an example")])
-    if spec_path.suffix != ".yaml":
-        raise DiagnosticError([Diagnostic("MLP102", f"{display}: a spec file name must end in `.yaml`", None,
-                                          f"rename it to `{spec_path.stem}.yaml`")])
     # overrides of the simple kind parse (see simple_overrides): Hydra's parser would accept them
     simple = simple_overrides(overrides) if overrides and not force_hydra else None
     parsed = _check_overrides(overrides) if overrides and simple is None else []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import resource
 import time
 from pathlib import Path
@@ -231,3 +232,18 @@ def test_an_unreadable_spec_has_a_hint(tmp_path: Path, monkeypatch: pytest.Monke
         load_file(spec, "pipeline.yaml")
     (diag,) = exc.value.diagnostics
     assert diag.code == "MLP102" and diag.hint and words in diag.hint
+
+
+@pytest.mark.parametrize("name", ["pipeline.yml", "spec.txt", "pipeline.YAML"])
+@pytest.mark.parametrize("command", [["validate"], ["compile", "-t", "local"], ["run"], ["graph"], ["status"]])
+def test_a_spec_not_named_yaml_is_refused_at_the_file_with_a_hint(name: str, command: list[str], tmp_path: Path,
+                                                                   cli) -> None:
+    (tmp_path / name).write_text("- a list, which is refused only after the name\n")
+    res = cli(*command, name, cwd=tmp_path)
+    assert res.code == 2 and "Traceback" not in res.err
+    stem = name.rsplit(".", 1)[0]
+    assert res.err.startswith(f"{name}: error[MLP102]: a spec file name must end in `.yaml`\n"), res.err
+    assert f"hint: rename it to `{stem}.yaml`" in res.err
+    res = cli("validate", name, "--json", cwd=tmp_path)
+    [diag] = json.loads(res.out)["diagnostics"]
+    assert diag["location"] == {"file": name} and diag["hint"]
