@@ -146,7 +146,8 @@ CODES: dict[str, str] = {
     "MLP100": "YAML syntax error.",
     "MLP101": "Duplicate key in a mapping (YAML would silently keep the last one).",
     "MLP102": "The spec (or a config file) cannot be read.",
-    "MLP103": "The spec is too large, too deeply nested, or expands too many aliases.",
+    "MLP103": "The spec (or a config file, or an override's value) is too large, too deeply nested, or expands too many "
+              "aliases.",
     "MLP104": "Unsupported YAML tag or a non-string mapping key.",
     "MLP110": "A command-line override does not parse (Hydra's override grammar), or gives several values "
               "(a sweep: `params.lr=1,2`) where only `mlprism run -m` takes them.",

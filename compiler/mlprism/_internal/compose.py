@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from mlprism._internal.load import Loaded, SourceMap, load_file, load_text, without_gc
+from mlprism._internal.load import MAX_DEPTH, Loaded, SourceMap, load_file, load_text, without_gc
 from mlprism._internal.overrides import hydra_quote
 from mlprism._internal.slots import slot_setters
 from mlprism.diagnostics import Diagnostic, DiagnosticError, Location, Severity, did_you_mean
@@ -204,6 +204,41 @@ _OVERRIDE_HINT = ("use KEY=VALUE (e.g. `params.lr=0.1`), `+KEY=VALUE` to add, `~
                   "to pick a config group option; quote values with special characters")
 
 
+def _nesting(value: str) -> int:
+    """How deeply brackets (`[`, `{`, `(`) nest in an override's value, quoted text left out."""
+    depth = deepest = 0
+    quote = ""
+    escaped = False
+    for c in value:
+        if quote:
+            if escaped:
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif c == quote:
+                quote = ""
+        elif c in "'\"":
+            quote = c
+        elif c in "[{(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in "]})":
+            depth = max(depth - 1, 0)
+    return deepest
+
+
+def check_override_nesting(overrides: Sequence[str]) -> None:
+    """MLP103 at each override nested deeper than a spec may be (Hydra's parser, OmegaConf and the checks
+    all recurse per level: a few hundred levels ran out of Python's stack, as RecursionError)."""
+    diags = [Diagnostic("MLP103", f"the override's value is nested too deeply (more than {MAX_DEPTH} levels of "
+                        "brackets)", Location(override=ov),
+                        f"a value needs a few levels; {MAX_DEPTH} is the limit, as in the spec: put deeper data in "
+                        "a file that a step reads")
+             for ov in overrides if _nesting(ov.partition("=")[2]) > MAX_DEPTH]
+    if diags:
+        raise DiagnosticError(diags)
+
+
 def sweep_without_multirun(ov: str, simple: bool = True) -> Diagnostic:
     """MLP110 for an override with several values (`params.lr=1,2`; not `simple`: `range(...)`, `choice(...)`)
     where one value is needed: every command reports it so (only `mlprism run -m` sweeps)."""
@@ -219,6 +254,7 @@ def _check_overrides(overrides: Sequence[str]) -> list[Any]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
+    check_override_nesting(overrides)
     parser = OverridesParser.create()
     diags = []
     parsed: list[Any] = []
@@ -898,6 +934,7 @@ def compose(spec_path: Path, overrides: Sequence[str] = (), search_paths: Sequen
         raise DiagnosticError([Diagnostic("MLP201", f"the spec must be a mapping of keys (apiVersion, name, steps, ...), "
                                           f"not {kind}", loaded.source_map.lookup("") or Location(display, 1, 1),
                                           "write `key: value` lines at the top level; `mlprism init` writes an example")])
+    check_override_nesting(overrides)
     # overrides of the simple kind parse (see simple_overrides): Hydra's parser would accept them
     simple = simple_overrides(overrides) if overrides and not force_hydra else None
     parsed = _check_overrides(overrides) if overrides and simple is None else []
@@ -1208,6 +1245,11 @@ def _hydra_compose(spec_path: Path, primary: dict[str, Any], overrides: Sequence
         for path, diags in (scan.errors.items() if scan else ()):
             if str(path) in text or path.name in text:
                 raise DiagnosticError(diags)
+        if "maximum recursion depth" in text:
+            # a file nested too deeply: Hydra's message does not name it, ours (MLP103) do
+            deep = [d for diags in (scan.errors.values() if scan else ()) for d in diags if d.code == "MLP103"]
+            if deep:
+                raise DiagnosticError(deep)
         if isinstance(exc, MissingConfigException):
             raise DiagnosticError([_missing_config(exc, overrides, loaded, display, spec_path.stem)])
         if isinstance(exc, ConfigCompositionException | HydraException | OmegaConfBaseException):

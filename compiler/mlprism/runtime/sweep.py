@@ -37,7 +37,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from mlprism._internal.compose import override_key
+from mlprism._internal.compose import check_override_nesting, override_key
 from mlprism._internal.overrides import hydra_value
 from mlprism.diagnostics import Diagnostic, DiagnosticError, Location
 from mlprism.ir import Pipeline
@@ -71,6 +71,7 @@ def split_sweep_overrides(overrides: list[str] | tuple[str, ...]) -> tuple[list[
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import OverrideParseException
 
+    check_override_nesting(overrides)
     parser = OverridesParser.create()
     fixed, swept = [], []
     for ov in overrides:

@@ -297,6 +297,25 @@ def test_a_sweep_without_m_is_the_same_mlp110_for_every_command(override: str, c
     assert f"hint: add -m to run every value (`mlprism run -m {override}`)" in err
 
 
+@pytest.mark.parametrize("value", ["[" * 3000 + "]" * 3000, "{a:" * 3000 + "1" + "}" * 3000, "[" * 65 + "]" * 65])
+@pytest.mark.parametrize("command", [["validate"], ["graph"], ["compile", "-t", "local"], ["run"], ["run", "-m"]])
+def test_an_override_nested_too_deeply_is_mlp103_at_the_override(value: str, command: list[str], cli,
+                                                                 project) -> None:
+    root = project({"pipeline.yaml": """
+        apiVersion: mlprism/v1
+        name: demo
+        params: {lr: 0.1}
+        steps:
+          a: {run: 'echo ${params.lr}'}
+    """})
+    override = f"+params.x={value}" + (",1" if "-m" in command else "")      # (-m: a sweep of two values)
+    res = cli(*command, "pipeline.yaml", override, cwd=root)
+    assert res.code == 2 and "Traceback" not in res.out + res.err and "RecursionError" not in res.err
+    assert res.err.startswith(f"override `{override}`: error[MLP103]: the override's value is nested too deeply"), \
+        res.err[-300:]
+    assert "hint: a value needs a few levels; 64 is the limit" in res.err
+
+
 @pytest.mark.parametrize("dirname", ["it's a dir", "back\\slash", "dollar${x}", "end\\", "mix\\'${y}"])
 def test_config_groups_are_found_whatever_the_directory_is_called(dirname: str, tmp_path: Path) -> None:
     """The conf/ directory reaches Hydra's search path quoted: quotes, backslashes and `${` stay as they are."""
