@@ -102,9 +102,11 @@ def load_plugins(options: Sequence[str] = (), extra: Sequence[object] = ()) -> P
         info = next((p for p in plugins.infos if p.name == impl.plugin_name), None)
         plugins.targets._current_plugin = impl.plugin_name
         plugins.targets._current_version = info.version if info else "?"
+        before = dict(plugins.targets._targets)
         try:
             impl.function(registry=plugins.targets)
         except Exception as exc:
+            plugins.targets._targets = before       # nothing of a failed registration stays (docs/plugins.md)
             plugins.problems.append(Diagnostic(
                 "MLP301", f"plugin `{impl.plugin_name}` failed to register its targets: {type(exc).__name__}: {exc}",
                 None, f"skip it with `-p no:{impl.plugin_name}`", Severity.WARNING))

@@ -4,6 +4,7 @@ anonymous internal error (exit 3) that every command hits, nor silently accepted
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -86,3 +87,59 @@ def test_a_transform_returning_a_broken_pipeline_names_its_plugin(change: Any, e
     (diag,) = caught.value.diagnostics
     assert diag.code == "MLP301" and diag.message == f"plugin `extra-0` {expected}", diag.render()
     assert diag.hint and "-p no:extra-0" in diag.hint
+
+
+def _install_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, source: str) -> None:
+    """A real third-party plugin: module `name` on sys.path and a distribution whose `mlprism` entry point
+    names it, found by importlib.metadata as an installed one is."""
+    site = tmp_path / "site"
+    (site / f"{name}-1.0.dist-info").mkdir(parents=True)
+    (site / f"{name}.py").write_text(source)
+    (site / f"{name}-1.0.dist-info" / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    (site / f"{name}-1.0.dist-info" / "entry_points.txt").write_text(f"[mlprism]\n{name} = {name}\n")
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.delenv("MLPRISM_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    from mlprism._internal import compiler, plugins
+    from mlprism.runtime import ircache
+
+    for module in (plugins, ircache):               # the entry points are scanned once per process
+        monkeypatch.setattr(module, "_ENTRY_POINTS", None)
+    monkeypatch.setattr(compiler, "_PLUGINS", {})    # and the plugins loaded once
+
+
+HALFWAY = '''
+import mlprism
+
+
+class Halfway(mlprism.Target):
+    name = "halfway"
+
+    def emit(self, pipeline, context):
+        return {"x.txt": "x"}
+
+
+@mlprism.hookimpl
+def mlprism_register_targets(registry):
+    registry.add(Halfway())
+    raise RuntimeError("boom after registering")
+'''
+
+
+def test_a_plugin_that_raises_while_registering_leaves_no_target_registered(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli) -> None:
+    _install_plugin(tmp_path, monkeypatch, "mlprism_halfway", HALFWAY)
+    plugins = load_plugins()
+    assert "mlprism_halfway" in [p.name for p in plugins.infos]          # it was loaded, as an installed plugin
+    assert "halfway" not in plugins.targets
+    assert "local" in plugins.targets                                   # everything else keeps working
+    (diag,) = [d for d in plugins.problems if "mlprism_halfway" in d.message]
+    assert diag.code == "MLP301" and diag.message.startswith(
+        "plugin `mlprism_halfway` failed to register its targets: RuntimeError: boom after registering"), diag.render()
+    assert diag.hint and "-p no:mlprism_halfway" in diag.hint
+    (tmp_path / "pipeline.yaml").write_text(SPEC)
+    res = cli("compile", "pipeline.yaml", "-t", "halfway", "-o", "out", cwd=tmp_path)
+    assert res.code == 2 and "error[MLP300]: unknown target `halfway`" in res.err, res.err
+    assert not (tmp_path / "out").exists()
+    listed = json.loads(cli("plugins", "--json").out)
+    assert [p["targets"] for p in listed["plugins"] if p["name"] == "mlprism_halfway"] == [[]]
+    assert [d["code"] for d in listed["diagnostics"] if "mlprism_halfway" in d["message"]] == ["MLP301"]
