@@ -39,14 +39,26 @@ class _Dumper(yaml.SafeDumper):
         return True
 
 
+_OTHER_BREAKS = re.compile("[\x85\u2028\u2029]")
+
+
 def _literal(value: str) -> bool:
-    """Whether a string is written as a `|` literal block."""
-    return "\n" in value and not any(line != line.rstrip() for line in value.splitlines()) and "\t" not in value
+    """Whether a string is written as a `|` literal block.
+
+    Not when it holds NEL, LS or PS: line breaks to PyYAML (YAML 1.1), which would indent the
+    text after them, but ordinary characters to YAML 1.2 readers (GitHub, kubectl, ruamel),
+    which would keep that indentation (or refuse the block). Such a string is double-quoted
+    (:func:`_style`), with `\\N`, `\\L`, `\\P`, which both versions read back.
+    """
+    return ("\n" in value and not any(line != line.rstrip() for line in value.splitlines()) and "\t" not in value
+            and _OTHER_BREAKS.search(value) is None)
 
 
 def _style(value: str) -> str | None:
     if _literal(value):
         return "|"
+    if _OTHER_BREAKS.search(value):     # PyYAML would fold a quoted one there too (see _literal)
+        return '"'
     if _YAML12_NON_STRING.match(value):
         return "'"
     return None

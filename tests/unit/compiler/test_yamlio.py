@@ -280,3 +280,15 @@ def test_the_writer_leaves_nothing_for_the_cyclic_collector_but_its_own_few_func
         gc.enable()
     assert out == reference(doc, PINS)
     assert left < 200, left
+
+
+@pytest.mark.parametrize("brk", ["\x85", "\u2028", "\u2029"])
+def test_a_multi_line_string_with_a_unicode_line_break_reads_back_the_same_in_yaml_1_1_and_1_2(brk: str) -> None:
+    """NEL, LS and PS are line breaks to YAML 1.1 (PyYAML) and not to YAML 1.2 (GitHub, kubectl, ruamel):
+    a `|` literal holding one is read back differently (or not at all) by a 1.2 reader, so it is quoted."""
+    from ruamel.yaml import YAML
+
+    value = f"tar -cf x.tar -- 'models/c{brk}d'\necho done\n"
+    text = dump_yaml({"jobs": {"a": {"steps": [{"run": value}]}}})
+    assert yaml.safe_load(text)["jobs"]["a"]["steps"][0]["run"] == value
+    assert YAML(typ="safe", pure=True).load(text)["jobs"]["a"]["steps"][0]["run"] == value
