@@ -9,6 +9,7 @@ Codes live in one registry, :data:`CODES`; plugins add their own with
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -72,7 +73,7 @@ class Diagnostic:
         text = f"{where}{self.severity.value}[{self.code}]: {self.message}"
         if self.hint:
             text += f"\n  hint: {self.hint}"
-        return text
+        return _visible(text)
 
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {"code": self.code, "severity": self.severity.value,
@@ -124,6 +125,16 @@ class DiagnosticError(Exception):
     def __init__(self, diagnostics: Iterable[Diagnostic]) -> None:
         self.diagnostics = list(diagnostics)
         super().__init__("\n".join(d.render() for d in self.diagnostics))
+
+
+#: Control characters a terminal acts on (ESC sequences, carriage return, backspace, bell, C1 controls
+#: such as CSI): a spec's text quoted in a message must not move the cursor, erase lines or set the title.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _visible(text: str) -> str:
+    """`text` with each control character other than tab and line feed written as ``\\xNN``."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def render(diags: Iterable[Diagnostic]) -> str:
