@@ -2,7 +2,8 @@
 
 - :func:`mask` with :func:`redaction_values`: step logs, the live display and build output
   (local steps, step containers, ``mlprism build``) show ``***`` for each declared secret's
-  value and each line of a multi-line one (a PEM key, a kubeconfig: output is masked line by
+  value, its forms inside a JSON string and a Python repr (a step that prints its arguments or
+  a dict), and each line of a multi-line one (a PEM key, a kubeconfig: output is masked line by
   line), longest first, so a value that holds another is masked whole.
 - :func:`label`: messages about a secret (diagnostics, run errors) show ``[secret:NAME]``.
 """
@@ -19,12 +20,26 @@ MASK = "***"
 MIN_SECRET_LENGTH = 6
 
 
+def _quoted_forms(value: str) -> set[str]:
+    """How a program commonly prints ``value`` quoted: inside a JSON string (ASCII-escaped or not) and in a
+    Python repr (``print(sys.argv)``, a logged dict). They differ from the value when it holds a quote, a
+    backslash, a control or a non-ASCII character, and masking the value alone would then miss them."""
+    import json
+
+    forms = {json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1], repr(value)[1:-1],
+             ascii(value)[1:-1]}
+    forms.discard(value)
+    return forms
+
+
 def redaction_values(values: Iterable[str]) -> list[str]:
-    """What to mask for these secret values: each value and each line (of 4+ characters) of one, longest first."""
+    """What to mask for these secret values, longest first: each value, its JSON and Python-repr forms, and
+    each line (of 4+ characters) of a multi-line one."""
     out: set[str] = set()
     for v in values:
         if v:
             out.add(v)
+            out.update(_quoted_forms(v))
             out.update(line.strip() for line in v.splitlines() if len(line.strip()) >= 4)
     return sorted(out, key=len, reverse=True)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -28,3 +29,6 @@ def shout(step: str) -> None:
         time.sleep(0.02)
         sys.stdout.write(f"{value[half:]} (end)\n")
         sys.stdout.flush()
+    # as programs print values inside a structure: JSON (a logged payload) and Python's repr (argv, a dict)
+    print(f"{step}: as JSON {json.dumps({name: secret(name) for name in SECRETS})}", flush=True)
+    print(f"{step}: as repr {[secret(name) for name in SECRETS]!r}", file=sys.stderr, flush=True)
