@@ -538,7 +538,8 @@ class ArgoPipeline:
 
 def _refuse_braces(p: mlprism.Pipeline, flat: dict[str, Any]) -> None:
     """`{{` in a value that reaches a template would be read by Argo as a variable: say where it is."""
-    found: list[tuple[str, Any]] = [(f"params.{n}", hydra_value(v)) for n, v in flat.items()]
+    found: list[tuple[str, Any]] = [("description", p.description)]
+    found += [(f"params.{n}", hydra_value(v)) for n, v in flat.items()]
     if p.sweep is not None:
         found += [(f"sweep.params.{n}", hydra_value(list(v))) for n, v in p.sweep.params.items()]
     for st in p.steps:
@@ -599,7 +600,8 @@ def check_argo_text(doc: Any) -> None:
             if "{{" not in _ARGO_VAR.sub("", v):
                 continue
             first = next(_strings_in_order(doc, lambda text: "{{" in _ARGO_VAR.sub("", text)))
-            raise Problem(f"a value contains `{{{{`, which Argo would read as a variable: {shlex.quote(first)[:120]}",
+            shown = shlex.quote(first)[:120].replace("\n", "\\n")       # one line
+            raise Problem(f"a value contains `{{{{`, which Argo would read as a variable: {shown}",
                           None, "remove `{{` from params, paths, commands and overrides for this target")
 
 

@@ -187,14 +187,38 @@ def test_step_names_the_workflow_uses_are_refused(project) -> None:
 
 
 def test_braces_anywhere_in_the_workflow_are_refused(project) -> None:
-    """The last line of defence: any `{{` that is not the target's own Argo variable, wherever it lands."""
+    """The last line of defence: any `{{` that is not the target's own Argo variable, wherever it lands
+    (here: the overrides the workflow records)."""
     spec = project({"pipeline.yaml": """
         apiVersion: mlprism/v1
         name: r
-        description: "first {{workflow.name}} then {{bad"
+        steps:
+          a: {run: echo, outputs: [x]}
+        """}) / "pipeline.yaml"
+    r = run_cli("compile", str(spec), "--target", "kubernetes", "--out", str(spec.parent / "out"),
+                "steps.a.run='echo first {{workflow.name}} then {{bad'")
+    assert r.code == 2 and "MLP320" in r.err and "Traceback" not in r.err
+    assert "then {{bad" in r.err
+
+
+def test_the_last_line_of_defence_shows_the_value_on_one_line() -> None:
+    from mlprism_kubernetes.common import Problem
+    from mlprism_kubernetes.workflow import check_argo_text
+
+    with pytest.raises(Problem) as info:
+        check_argo_text({"spec": {"templates": [{"name": "x", "script": {"source": "ok {{inputs.parameters.a}}"}},
+                                                {"annotations": {"a": "first line\nthen {{bad"}}]}})
+    assert "first line\\nthen {{bad" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_braces_in_the_description_are_refused_at_the_key(project) -> None:
+    spec = project({"pipeline.yaml": """
+        apiVersion: mlprism/v1
+        name: r
+        description: "d {{x}}"
         steps:
           a: {run: echo, outputs: [x]}
         """}) / "pipeline.yaml"
     r = run_cli("compile", str(spec), "--target", "kubernetes", "--out", str(spec.parent / "out"))
     assert r.code == 2 and "MLP320" in r.err and "Traceback" not in r.err
-    assert "then {{bad" in r.err
+    assert "pipeline.yaml:3:14:" in r.err and "`description` contains `{{`" in r.err, r.err
