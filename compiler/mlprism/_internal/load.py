@@ -350,7 +350,7 @@ def load_file(path: Path, display: str | None = None) -> Loaded:
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
         if not stat.S_ISREG(st.st_mode):
             # a FIFO would block the read forever, /dev/zero would fill the memory
-            raise DiagnosticError([Diagnostic("MLP102", f"{display} is not a regular file", None,
+            raise DiagnosticError([Diagnostic("MLP102", f"{display} is not a regular file", Location(display),
                                               "give the path of a spec file (a FIFO or a device cannot be read)")])
         if st.st_size > MAX_BYTES:
             raise _too_big(display, st.st_size)
@@ -361,20 +361,21 @@ def load_file(path: Path, display: str | None = None) -> Loaded:
     except DiagnosticError:
         raise
     except FileNotFoundError:
-        raise DiagnosticError([Diagnostic("MLP102", f"no such file: {display}", None,
+        raise DiagnosticError([Diagnostic("MLP102", f"no such file: {display}", Location(display),
                                           "give the path of a pipeline spec, e.g. `pipeline.yaml` "
                                           "(`mlprism init` creates one)")])
     except IsADirectoryError:
         hint = (f"did you mean `{display.rstrip('/')}/pipeline.yaml`?" if (path / "pipeline.yaml").is_file()
                 else "give the path of the spec file inside it")
-        raise DiagnosticError([Diagnostic("MLP102", f"{display} is a directory, not a spec file", None, hint)])
+        raise DiagnosticError([Diagnostic("MLP102", f"{display} is a directory, not a spec file", Location(display),
+                                          hint)])
     except PermissionError as exc:
         raise DiagnosticError([Diagnostic(
-            "MLP102", f"cannot read {display}: {exc.strerror or exc}", None,
+            "MLP102", f"cannot read {display}: {exc.strerror or exc}", Location(display),
             "the spec must be readable by the user running mlprism: `chmod a+r` it (and `a+x` its directories), "
             "or run as its owner")]) from None
     except OSError as exc:
-        raise DiagnosticError([Diagnostic("MLP102", f"cannot read {display}: {exc.strerror or exc}", None,
+        raise DiagnosticError([Diagnostic("MLP102", f"cannot read {display}: {exc.strerror or exc}", Location(display),
                                           "check the file and the disk it is on, then run again")])
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]

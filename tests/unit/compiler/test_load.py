@@ -247,3 +247,17 @@ def test_a_spec_not_named_yaml_is_refused_at_the_file_with_a_hint(name: str, com
     res = cli("validate", name, "--json", cwd=tmp_path)
     [diag] = json.loads(res.out)["diagnostics"]
     assert diag["location"] == {"file": name} and diag["hint"]
+
+
+@pytest.mark.parametrize("command", [["validate"], ["graph"], ["compile", "-t", "local"], ["run"], ["status"]])
+@pytest.mark.parametrize("what", ["missing", "folder"])
+def test_a_spec_path_that_is_no_file_is_the_same_mlp102_at_the_path_for_every_command(
+        command: list[str], what: str, tmp_path: Path, cli) -> None:
+    """`run` and `status` said MLP002 "no spec file" without a location; the others MLP102 without one."""
+    if what == "folder":
+        (tmp_path / "specs.yaml").mkdir()
+    res = cli(*command, "specs.yaml", cwd=tmp_path)
+    assert res.code == 2 and "Traceback" not in res.err
+    message = "no such file: specs.yaml" if what == "missing" else "specs.yaml is a directory, not a spec file"
+    assert res.err.startswith(f"specs.yaml: error[MLP102]: {message}\n"), res.err
+    assert "hint: " in res.err

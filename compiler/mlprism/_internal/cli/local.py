@@ -126,8 +126,9 @@ def _load(args: argparse.Namespace, overrides: list[str] | None = None) -> Any:
 
     spec = Path(args.spec)
     if not spec.is_file():
-        raise DiagnosticError([Diagnostic("MLP002", f"no spec file at `{args.spec}`", None,
-                                          "give the path of a pipeline.yaml")])
+        from mlprism._internal.load import load_file
+
+        load_file(spec, args.spec)        # MLP102, as every command that reads a spec says it (missing, a folder…)
     pipeline, warnings = load_pipeline_cached(args.spec, overrides if overrides is not None else args.overrides,
                                               tuple(args.plugin_options))
     if warnings and not getattr(args, "json", False):
