@@ -91,6 +91,7 @@ def load_plugins(options: Sequence[str] = (), extra: Sequence[object] = ()) -> P
                 dist, version, module = name, getattr(obj, "__version__", "?"), name
             pm.register(obj, name=name)
         except Exception as exc:  # a broken third-party plugin must not crash mlprism
+            plugins.targets._failed.append(name)
             plugins.problems.append(Diagnostic(
                 "MLP301", f"plugin `{name}` failed to load: {type(exc).__name__}: {exc}", None,
                 f"reinstall or fix it, or skip it with `-p no:{name}`", Severity.WARNING))
@@ -107,6 +108,7 @@ def load_plugins(options: Sequence[str] = (), extra: Sequence[object] = ()) -> P
             impl.function(registry=plugins.targets)
         except Exception as exc:
             plugins.targets._targets = before       # nothing of a failed registration stays (docs/plugins.md)
+            plugins.targets._failed.append(impl.plugin_name)
             plugins.problems.append(Diagnostic(
                 "MLP301", f"plugin `{impl.plugin_name}` failed to register its targets: {type(exc).__name__}: {exc}",
                 None, f"skip it with `-p no:{impl.plugin_name}`", Severity.WARNING))

@@ -84,6 +84,7 @@ class TargetRegistry:
         self._targets: dict[str, TargetInfo] = {}
         self._current_plugin = "?"
         self._current_version = "?"
+        self._failed: list[str] = []       # plugins that failed to load or to register (their MLP301 warnings)
 
     def add(self, target: Target) -> None:
         if not isinstance(target, Target):
@@ -101,6 +102,9 @@ class TargetRegistry:
         except KeyError:
             hint = did_you_mean(name, self._targets) or (
                 f"installed targets: {', '.join(sorted(self._targets))}" if self._targets else "no target plugin is installed")
+            if self._failed:       # the target may be one of theirs: say so (their warnings are not shown here)
+                hint += "; " + ", ".join(f"plugin `{p}`" for p in self._failed) + (
+                    " failed to load: `mlprism plugins` says why")
             raise DiagnosticError([Diagnostic("MLP300", f"unknown target `{name}`", None, hint)])
 
     def info(self, name: str) -> TargetInfo:
