@@ -97,8 +97,12 @@ def _build(modules: tuple[str, ...]) -> argparse.ArgumentParser:
 
 def print_diagnostics(diags: Sequence[Diagnostic], as_json: bool = False, stream: Any = None) -> None:
     if as_json:
-        print(json.dumps({"ok": not any(d.is_error for d in diags),
-                          "diagnostics": [d.to_dict() for d in diags]}, indent=2))
+        try:
+            print(json.dumps({"ok": not any(d.is_error for d in diags),
+                              "diagnostics": [d.to_dict() for d in diags]}, indent=2), flush=True)
+        except BrokenPipeError:     # the reader went away (`| head`): the exit code still tells
+            from mlprism.runtime.display import to_devnull
+            to_devnull(sys.stdout)
         return
     stream = stream or sys.stderr
     for d in diags:
