@@ -168,6 +168,21 @@ def test_explain_and_status_say_what_changed(cli, demo) -> None:
     assert plan["plan"]["steps"]["fetch"]["runtime_command"] == "mlprism run pipeline.yaml --only fetch"
 
 
+def test_explain_names_the_param_switched_back_when_the_cache_restores(cli, demo) -> None:
+    """The outputs in the project are another version's, not edited: explain names the param that
+    differs from the last run, and says the cache has this version (it blamed the outputs before)."""
+    proj, executed = demo
+    assert cli("run", "pipeline.yaml", cwd=proj).code == 0
+    assert cli("run", "pipeline.yaml", "params.scale=5", cwd=proj).code == 0
+    r = cli("explain", "pipeline.yaml", "score", cwd=proj)
+    assert r.code == 0 and "would be restored from the cache" in r.out, r.out
+    assert "param `scale` changed: 5 → 2" in r.out, r.out
+    assert "the cache has this version's `metrics/score.json`" in r.out and "changed;" not in r.out, r.out
+    executed()
+    r = cli("run", "pipeline.yaml", cwd=proj)
+    assert r.code == 0 and executed() == [] and "restored `metrics/score.json`" in r.out, r.out
+
+
 def test_lock_file_is_deterministic(cli, project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COUNT_FILE", str(tmp_path / "c.txt"))
     files = {"pipeline.yaml": SPEC, "src/score.py": SCORE, "data/raw.txt": "abc\n"}

@@ -1330,10 +1330,15 @@ class _Planner:
             return Decision("cached", ["up to date"], fp, inputs, record, current, previous=prev)
         if all(self.cache.can_restore(record.outputs[p], fp.digest) for p in bad):
             what = ", ".join(f"`{p}`" for p in bad)
-            state = ("missing" if all(not current[p].exists for p in bad)
-                     else "changed" if all(current[p].exists for p in bad) else "missing or changed")
-            return Decision("restore", [f"{what} {state}; the cache has the recorded version"], fp, inputs, record,
-                            current, bad, previous=prev)
+            if prev is not None and prev != fp.digest:
+                # a param or input switched back: the outputs here are another version's, not edited
+                reasons, _ = self.why_changed(step.name, fp)
+                reasons.append(f"the cache has this version's {what}: restored from it, not run")
+            else:
+                state = ("missing" if all(not current[p].exists for p in bad)
+                         else "changed" if all(current[p].exists for p in bad) else "missing or changed")
+                reasons = [f"{what} {state}; the cache has the recorded version"]
+            return Decision("restore", reasons, fp, inputs, record, current, bad, previous=prev)
         for p in record.outputs:
             self.predicted.pop(posixpath.normpath(p), None)
         return Decision("run", [f"outputs {', '.join(f'`{p}`' for p in bad)} are missing or changed, "
