@@ -40,8 +40,8 @@ _HOST_ONLY = frozenset({
 
 
 def engine_hint() -> str:
-    return ("start a Docker engine and point DOCKER_HOST at it (on Debian as root: "
-            "`source .ci/docker-engine.sh && start_docker_engine`), or check its socket's permissions")
+    return ("start a Docker engine (`sudo systemctl start docker`, or `dockerd &` as root) or point DOCKER_HOST at "
+            "one, and check that your user may use its socket (the `docker` group)")
 
 
 def docker_client(timeout: float = 120) -> Any:
