@@ -185,7 +185,9 @@ CODES: dict[str, str] = {
     "MLP224": "The steps form a cycle.",
     "MLP225": "The registry refers to a step or an artifact that does not exist.",
     "MLP226": "A sweep or selection refers to something that does not exist.",
-    "MLP227": "A deploy or monitor setting refers to something that does not exist.",
+    "MLP227": "A deploy, monitor or tracking setting refers to something that does not exist, or a command "
+              "needs one the spec does not have (`monitor` without a `monitor` section, `tracking sync` "
+              "without MLflow).",
     "MLP228": "A swept param is used by nothing in the spec: every combination would run the same pipeline.",
     "MLP230": "A path escapes the project (absolute, `..`, or through a symlink); `data` may, with `external: true`.",
     "MLP231": "A step depends on itself.",

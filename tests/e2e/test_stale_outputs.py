@@ -27,7 +27,7 @@ def test_compile_check_and_diff_after_a_section_is_dropped(example, tmp_path: Pa
     assert "minimal.yml" in theirs and "lint.yml" in theirs
 
     res = run_proc(*compile_, *DROP, "--check")
-    assert res.code == 1, res.out + res.err
+    assert res.code == 1 and "error[MLP304]: " in res.err and "hint: rerun `mlprism compile`" in res.err, res.err
     for f in GONE:
         assert f"{out / f} (no longer generated: compile deletes it)" in res.err
     assert all((out / f).is_file() for f in GONE)          # --check writes and deletes nothing

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mlprism.diagnostics import DiagnosticError
+from mlprism.diagnostics import Diagnostic, DiagnosticError
 
 
 def add_spec_args(p: argparse.ArgumentParser) -> None:
@@ -185,9 +185,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
         print_timings(timings)
     if args.check:
         if stale:
-            print("stale generated files (rerun `mlprism compile` without --check):", file=sys.stderr)
-            for f in stale:
-                print(f"  {f}", file=sys.stderr)
+            listed = "".join(f"\n  {f}" for f in stale)
+            print_diagnostics([Diagnostic("MLP304", f"{len(stale)} generated file(s) differ from this compile:{listed}",
+                                          None, "rerun `mlprism compile` without --check, then commit the files")])
             return 1
         print(f"up to date: {', '.join(names)} in {out}")
     return 0
