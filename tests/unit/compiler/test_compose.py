@@ -278,15 +278,18 @@ def test_bad_overrides_point_at_the_override(spec: Path, overrides: list[str], c
         assert "+" not in (d.hint or ""), d.hint          # adding a key is no answer to deleting one
 
 
+ONE_PARAM = """
+    apiVersion: mlprism/v1
+    name: demo
+    params: {lr: 0.1}
+    steps:
+      a: {run: 'echo ${params.lr}'}
+"""
+
+
 @pytest.mark.parametrize("override", ["params.lr=1,2", "params.lr=range(1,3)", "+params.new=a,b"])
 def test_a_sweep_without_m_is_the_same_mlp110_for_every_command(override: str, cli, project) -> None:
-    root = project({"pipeline.yaml": """
-        apiVersion: mlprism/v1
-        name: demo
-        params: {lr: 0.1}
-        steps:
-          a: {run: 'echo ${params.lr}'}
-    """})
+    root = project({"pipeline.yaml": ONE_PARAM})
     seen = set()
     for command in (["validate"], ["graph"], ["compile", "-t", "local"], ["run"], ["status"]):
         res = cli(*command, "pipeline.yaml", override, cwd=root)
@@ -301,13 +304,7 @@ def test_a_sweep_without_m_is_the_same_mlp110_for_every_command(override: str, c
 @pytest.mark.parametrize("command", [["validate"], ["graph"], ["compile", "-t", "local"], ["run"], ["run", "-m"]])
 def test_an_override_nested_too_deeply_is_mlp103_at_the_override(value: str, command: list[str], cli,
                                                                  project) -> None:
-    root = project({"pipeline.yaml": """
-        apiVersion: mlprism/v1
-        name: demo
-        params: {lr: 0.1}
-        steps:
-          a: {run: 'echo ${params.lr}'}
-    """})
+    root = project({"pipeline.yaml": ONE_PARAM})
     override = f"+params.x={value}" + (",1" if "-m" in command else "")      # (-m: a sweep of two values)
     res = cli(*command, "pipeline.yaml", override, cwd=root)
     assert res.code == 2 and "Traceback" not in res.out + res.err and "RecursionError" not in res.err
