@@ -448,7 +448,10 @@ def _deepest(err: Any) -> Any:
     from jsonschema.exceptions import best_match
 
     if err.validator in ("oneOf", "anyOf") and err.context:
-        return best_match(err.context)
+        # a branch for another type of value explains nothing (`runs_on: [a, "$(id)"]` is a list: its
+        # bad item, not "should be a string"), unless every branch failed on the type
+        fitting = [e for e in err.context if not (e.validator == "type" and not e.relative_path)]
+        return best_match(fitting or err.context)
     return err
 
 

@@ -51,6 +51,17 @@ def test_best_match_first_then_by_position() -> None:
     assert diags[0].hint == "did you mean `outputs`?"
 
 
+def test_a_value_of_the_other_type_a_oneof_allows_is_judged_by_its_own_branch() -> None:
+    """`runs_on` is a label or a list of labels: a bad item of a list is the error, not "should be a
+    string"; a bad label is the pattern's error, not "should be a list"."""
+    text = ("apiVersion: mlprism/v1\nname: demo\nsteps: {a: {run: echo}}\ntargets:\n  github-actions:\n"
+            "    runs_on: [ubuntu-latest, \"$(id)\"]\n    gpu_runs_on: \"x; id\"\n")
+    config = load_text(text, "p.yaml").data
+    diags = schema_errors(config, full_schema(schema_sections(get_plugins())), locate_in(text))
+    assert [(d.code, d.location.line, d.location.col) for d in diags] == [("MLP203", 6, 30), ("MLP203", 7, 18)]
+    assert all(d.hint and "must match" in d.hint for d in diags)
+
+
 def test_error_order_is_deterministic() -> None:
     text = "apiVersion: v9\nname: Bad_Name\nstpes: {}\n"
     config = load_text(text, "p.yaml").data
