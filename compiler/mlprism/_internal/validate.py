@@ -455,6 +455,12 @@ def _deepest(err: Any) -> Any:
     return err
 
 
+def _with_pattern(description: str | None, pattern: str) -> str:
+    """A pattern error's hint: what the field is (its description, if any) and the form it must have."""
+    form = f"it must match `{pattern}`"
+    return f"{description.rstrip('.')}; {form}" if description else form
+
+
 def _convert(err: Any, locate: Locate) -> list[Diagnostic]:
     path = list(err.absolute_path)
     where = _display(path)
@@ -533,7 +539,7 @@ def _convert(err: Any, locate: Locate) -> list[Diagnostic]:
     if validator == "pattern":
         return [Diagnostic("MLP203", f"`{where}`: `{_clip(str(err.instance))}` is not in the expected form",
                            at(locate, dotted, "value"),
-                           err.schema.get("description") or f"it must match `{err.validator_value}`")]
+                           _with_pattern(err.schema.get("description"), err.validator_value))]
     if validator == "uniqueItems":
         return [Diagnostic("MLP203", f"`{where}` lists the same item twice", at(locate, dotted, "value"),
                            "remove the duplicate")]

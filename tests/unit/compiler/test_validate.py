@@ -62,6 +62,14 @@ def test_a_value_of_the_other_type_a_oneof_allows_is_judged_by_its_own_branch() 
     assert all(d.hint and "must match" in d.hint for d in diags)
 
 
+def test_a_pattern_error_hint_gives_the_form_even_when_the_field_has_a_description() -> None:
+    text = ("apiVersion: mlprism/v1\nname: demo\nsteps: {a: {run: echo}}\ntargets:\n  github-actions:\n"
+            "    working_directory: \"a;b\"\n")
+    config = load_text(text, "p.yaml").data
+    [d] = schema_errors(config, full_schema(schema_sections(get_plugins())), locate_in(text))
+    assert d.code == "MLP203" and d.hint and d.hint.startswith("The spec's directory") and "it must match `^" in d.hint
+
+
 def test_error_order_is_deterministic() -> None:
     text = "apiVersion: v9\nname: Bad_Name\nstpes: {}\n"
     config = load_text(text, "p.yaml").data
