@@ -126,6 +126,17 @@ def _constraints(node: Mapping[str, Any]) -> list[str]:
             out.append(f"{word} {node[key]}")
     if "pattern" in node:
         out.append(f"matches {_code(node['pattern'])}")
+    # the form of a list's items, a mapping's values, and each alternative of a oneOf/anyOf
+    parts = [("items", node.get("items")), ("values", node.get("additionalProperties"))]
+    parts += [("", alt) for key in ("oneOf", "anyOf") for alt in node.get(key) or ()]
+    for what, sub in parts:
+        if isinstance(sub, Mapping):
+            for inner in (sub, sub.get("items")):
+                if isinstance(inner, Mapping) and "pattern" in inner and inner is not node:
+                    label = what or ("items" if inner is not sub else "text")
+                    text = f"{label} {'matches' if label == 'text' else 'match'} {_code(inner['pattern'])}"
+                    if text not in out:
+                        out.append(text)
     if node.get("uniqueItems"):
         out.append("unique items")
     return out
