@@ -1284,7 +1284,10 @@ def _group_maps(choices: dict[str, str], searchpath: list[str], spec_path: Path,
     group_maps: list[SourceMap] = []
     spec_dir = spec_path.parent
     bases = [spec_dir, *(Path(sp.removeprefix("file://")) for sp in searchpath if sp.startswith("file://"))]
-    for group, option in choices.items():
+    for key, option in choices.items():
+        # `group@package` when the defaults list puts the option elsewhere (`model@params.model: rf`, and the
+        # groups nested in it): Hydra's key names the final package, `_global_` for the top
+        group, _, package = key.partition("@")
         for base in bases:
             f = base / group / f"{option}.yaml"
             if f.is_file():
@@ -1293,8 +1296,7 @@ def _group_maps(choices: dict[str, str], searchpath: list[str], spec_path: Path,
                 except ValueError:
                     rel = str(f)
                 sub = scan.files.get(f.resolve()) or load_text(f.read_text(encoding="utf-8"), rel)
-                header = _header_package(sub.text)
-                package = header or group.replace("/", ".")
+                package = package or _header_package(sub.text) or group.replace("/", ".")
                 prefix = "" if package == "_global_" else package.replace("_group_", group).replace("/", ".")
                 group_maps.append(_prefixed(sub.source_map, prefix))
                 break

@@ -99,6 +99,32 @@ def test_self_last_means_the_spec_wins(tmp_path: Path) -> None:
     assert c.config["params"]["rows"] == 10
 
 
+def test_locations_in_a_group_placed_with_a_package(tmp_path: Path) -> None:
+    """`model@params.model: rf` (and the groups nested in it, `model/optimizer@params.model.optimizer`):
+    a key of the option's file is located in that file, not at the nearest ancestor some other file has."""
+    spec = write(tmp_path / "p", {
+        "pipeline.yaml": """
+            apiVersion: mlprism/v1
+            name: demo
+            defaults:
+              - _self_
+              - env: dev
+              - model@params.model: rf
+            params: {lr: 0.1}
+            steps: {a: {run: "echo ${params.model.depth} ${params.model.optimizer.lr}"}}
+        """,
+        "conf/env/dev.yaml": "# @package _global_\nparams:\n  rows: 1\n",
+        "conf/model/rf.yaml": "defaults:\n  - optimizer: sgd\ndepth: 5\n",
+        "conf/model/optimizer/sgd.yaml": "name: sgd\nlr: ${params.lr}\n",
+    })
+    c = compose(spec)
+    assert c.config["steps"]["a"]["run"] == "echo 5 0.1"
+    loc = c.locate("params.model.depth")
+    assert (loc.file, loc.line, loc.col) == ("conf/model/rf.yaml", 3, 8)
+    loc = c.locate("params.model.optimizer.lr")
+    assert (loc.file, loc.line, loc.col) == ("conf/model/optimizer/sgd.yaml", 2, 5)
+
+
 def test_hydra_state_does_not_leak_between_compiles(tmp_path: Path) -> None:
     from hydra.core.config_store import ConfigStore
     from hydra.core.global_hydra import GlobalHydra
