@@ -66,9 +66,12 @@ __all__ = ["SweepPlan", "link_workspace", "plan_sweep", "run_sweep", "split_swee
 Dim = tuple[str, list[str]]          # (override key, ["key=value", …])
 
 
-def split_sweep_overrides(overrides: list[str] | tuple[str, ...]) -> tuple[list[str], list[str]]:
-    """Split command-line overrides into (fixed, swept) with Hydra's override parser."""
+def split_sweep_overrides(overrides: list[str] | tuple[str, ...],
+                          spec_dir: Path | None = None) -> tuple[list[str], list[str]]:
+    """Split command-line overrides into (fixed, swept) with Hydra's override parser; a config group's
+    `glob(...)` becomes the list of the options it matches in `spec_dir`'s conf/ (`model=glob(*)`)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import Glob
     from hydra.errors import OverrideParseException
 
     check_override_nesting(overrides)
@@ -81,8 +84,26 @@ def split_sweep_overrides(overrides: list[str] | tuple[str, ...]) -> tuple[list[
             msg = str(exc).splitlines()[0] if str(exc) else "cannot parse"
             raise DiagnosticError([Diagnostic("MLP110", f"bad override: {msg}", Location(override=ov),
                                               "sweep a key with comma-separated values: params.lr=0.1,0.01")])
+        if parsed.is_sweep_override() and isinstance(parsed.value(), Glob):
+            ov = _glob_options(ov, str(parsed.key_or_group), parsed.value(), spec_dir)
         (swept if parsed.is_sweep_override() else fixed).append(ov)
     return fixed, swept
+
+
+def _glob_options(ov: str, group: str, glob: Any, spec_dir: Path | None) -> str:
+    """`model@params.model=glob(*)` as `model@params.model=rf,xgb`: the options of conf/model/ it matches."""
+    gdir = (spec_dir or Path()) / "conf" / group
+    if not gdir.is_dir():
+        raise DiagnosticError([Diagnostic("MLP226", f"`{ov}`: glob() sweeps the options of a config group, and "
+                                          f"`conf/{group}/` does not exist", Location(override=ov),
+                                          "sweep a key by listing its values: params.lr=0.1,0.01")])
+    options = sorted(f.stem for f in gdir.glob("*.yaml") if f.is_file())
+    chosen = glob.filter(options)
+    if not chosen:
+        raise DiagnosticError([Diagnostic("MLP226", f"`{ov}` matches no option of the config group `{group}`",
+                                          Location(override=ov),
+                                          f"its options: {', '.join(options) or f'none (conf/{group}/ is empty)'}")])
+    return f"{ov.split('=', 1)[0]}=choice({','.join(hydra_value(o) for o in chosen)})"   # (one option: a sweep still)
 
 
 def _cli_dims(swept: tuple[str, ...]) -> list[Dim]:
@@ -96,7 +117,11 @@ def _cli_dims(swept: tuple[str, ...]) -> list[Dim]:
         if not parsed.is_discrete_sweep():
             raise DiagnosticError([Diagnostic("MLP226", f"`{ov}` is an interval sweep; only lists of values can be run",
                                               Location(override=ov), "give the values: params.lr=0.1,0.01,0.001")])
-        dims.append((key.lstrip("+"), [f"{key}={v}" for v in parsed.sweep_string_iterator()]))
+        values = [f"{key}={v}" for v in parsed.sweep_string_iterator()]
+        if not values:
+            raise DiagnosticError([Diagnostic("MLP226", f"`{ov}` sweeps no values", Location(override=ov),
+                                              "range(start, stop) stops before stop: range(1,4) is 1,2,3")])
+        dims.append((key.lstrip("+"), values))
     return dims
 
 

@@ -41,6 +41,25 @@ def test_split_and_grid() -> None:
         split_sweep_overrides(["params.lr=0.1,"])
 
 
+def test_glob_sweeps_a_config_groups_options_and_an_empty_sweep_is_refused(tmp_path: Path) -> None:
+    for name in ("rf", "xgb", "lgbm"):
+        (tmp_path / "conf" / "model").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "conf" / "model" / f"{name}.yaml").write_text("depth: 1\n")
+    _, swept = split_sweep_overrides(["model@params.model=glob(*,exclude=lgbm)"], tmp_path)
+    grid = sweep_grid(_pipe(), RunOptions(multirun=True, sweep_overrides=tuple(swept)))
+    assert grid == [["model@params.model=rf"], ["model@params.model=xgb"]]
+    _, swept = split_sweep_overrides(["model=glob(x*)"], tmp_path)              # one option: still a sweep
+    assert sweep_grid(_pipe(), RunOptions(multirun=True, sweep_overrides=tuple(swept))) == [["model=xgb"]]
+    for bad in (["model=glob(q*)"], ["params.lr=glob(*)"]):
+        with pytest.raises(DiagnosticError) as err:
+            split_sweep_overrides(bad, tmp_path)
+        assert err.value.diagnostics[0].code == "MLP226"
+        assert err.value.diagnostics[0].location.override == bad[0]
+    with pytest.raises(DiagnosticError) as err:
+        sweep_grid(_pipe(), RunOptions(multirun=True, sweep_overrides=("params.lr=range(0,0)",)))
+    assert err.value.diagnostics[0].code == "MLP226"
+
+
 def test_selection() -> None:
     p = _pipe()
     idx = GraphIndex.of(p)

@@ -155,7 +155,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.multirun:
         from mlprism.runtime.sweep import split_sweep_overrides
 
-        overrides, swept = split_sweep_overrides(overrides)
+        overrides, swept = split_sweep_overrides(overrides, _project_dir(args))
         if not swept:
             raise DiagnosticError([Diagnostic("MLP002", "-m/--multirun needs an override with several values", None,
                                               "e.g. `mlprism run pipeline.yaml -m params.lr=0.1,0.01`")])
