@@ -494,3 +494,17 @@ sweep:""")
     # a left-out step alike in every combination (feat) is fine
     r = cli("run", "pipeline.yaml", "--from", "train", cwd=proj)
     assert r.code == 0, r.out + r.err
+
+
+def test_multirun_with_only_is_refused_not_run_once(cli, project) -> None:
+    """`run -m params.tag=x,y --only train` ran train once with the spec's tag: the sweep was dropped silently."""
+    proj = project({"pipeline.yaml": """
+        apiVersion: mlprism/v1
+        name: s
+        params: {tag: base}
+        steps: {train: {run: "echo ${params.tag} > t.txt", outputs: [t.txt]}}
+    """})
+    res = cli("run", "pipeline.yaml", "-m", "params.tag=x,y", "--only", "train", cwd=proj)
+    assert res.code == 2, res.out + res.err
+    assert "MLP002" in res.err and "override `params.tag=x,y`" in res.err
+    assert not (proj / "t.txt").exists()

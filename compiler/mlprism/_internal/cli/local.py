@@ -11,7 +11,7 @@ from typing import Any
 
 from mlprism._internal.cli.common import intermixed as _intermixed
 from mlprism._internal.cli.common import project_arg as _project_arg
-from mlprism.diagnostics import Diagnostic, DiagnosticError
+from mlprism.diagnostics import Diagnostic, DiagnosticError, Location
 
 
 def _spec_args(p: argparse.ArgumentParser) -> None:
@@ -159,6 +159,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not swept:
             raise DiagnosticError([Diagnostic("MLP002", "-m/--multirun needs an override with several values", None,
                                               "e.g. `mlprism run pipeline.yaml -m params.lr=0.1,0.01`")])
+        if only:
+            # --only runs steps once, as a CI job does for one combination: the swept values would be dropped
+            raise DiagnosticError([Diagnostic(
+                "MLP002", f"--only runs the steps once and cannot sweep `{swept[0]}`", Location(override=swept[0]),
+                "give one value per key to run one combination with --only, or use --from/--until to sweep "
+                "part of the pipeline")])
     # without -m, an override with several values is refused by compose (MLP110), as for every command
     if args.image and not args.in_docker:
         raise DiagnosticError([Diagnostic("MLP002", "--image is used with --in-docker", None,
