@@ -1385,6 +1385,12 @@ def _composition_error(exc: Exception, overrides: Sequence[str], loaded: Loaded,
         hint = hint or (f"use `+{key}=...` to add a new key" if key else "use `+KEY=VALUE` to add a new key")
         if key and "not in struct" in text + detail:
             message = f"cannot override `{key}`: the spec has no such key"
+        placed = re.search(r"Did you mean to override (\S+?)\?", text)
+        if placed and ov:          # `model=xgb` for `model@params.model: rf` in defaults
+            hint = f"the defaults list places this group with a package: `{placed.group(1)}={ov.split('=', 1)[1]}`"
+        elif "Could not append" in text and ov:
+            hint = (f"`{key}` exists already: set it with `{ov.lstrip('+')}`, or add or set it with "
+                    f"`++{ov.lstrip('+')}`")
         return Diagnostic("MLP111", message, Location(override=ov) if ov else _spec_loc(loaded, display), hint)
     if "Could not delete" in text:
         key = override_key(ov) if ov else ""
@@ -1410,7 +1416,8 @@ def _missing_key_hint(key: str, data: Any) -> str | None:
             if near:
                 fixed = ".".join([*parts[:i], near.split("`")[1], *parts[i + 1:]])
                 return f"did you mean `{fixed}`? (use `+{key}=...` to add a new key)"
-            return f"`{'.'.join(parts[:i]) or 'the spec'}` has no key `{part}`; use `+{key}=...` to add it"
+            where = f"`{'.'.join(parts[:i])}` has no key" if i else "the spec has no top-level key"
+            return f"{where} `{part}`; use `+{key}=...` to add it"
         node = node[part]
     return None
 

@@ -403,9 +403,9 @@ def test_a_key_named_like_a_directory_is_a_key(overrides: list[str], expected: d
 
 @pytest.mark.parametrize(("overrides", "code", "hint"), [
     (["~src"], "MLP111", "`~KEY` deletes a key that exists"),
-    (["src=x"], "MLP111", "`the spec` has no key `src`"),
+    (["src=x"], "MLP111", "the spec has no top-level key `src`"),
     (["~data.nope"], "MLP111", "`~KEY` deletes a key that exists"),
-    (["+data=x"], "MLP111", None),                               # the key exists: `data=x` or `++data=x`
+    (["+data=x"], "MLP111", "`data` exists already: set it with `data=x`, or add or set it with `++data=x`"),
 ])
 def test_a_key_named_like_a_directory_errors_at_the_override(overrides: list[str], code: str, hint: str | None,
                                                              tmp_path: Path) -> None:
@@ -415,6 +415,27 @@ def test_a_key_named_like_a_directory_errors_at_the_override(overrides: list[str
     assert (d.code, d.location.override if d.location else None) == (code, overrides[0]), d.render()
     if hint:
         assert d.hint is not None and d.hint.startswith(hint), d.hint
+
+
+def test_a_group_placed_with_a_package_is_overridden_by_its_key(tmp_path: Path) -> None:
+    """`model=xgb` for `model@params.model: rf`: Hydra's answer (`model@params.model=xgb`) is the hint, not
+    `+model=...` (which would add a second, top-level model)."""
+    spec = write(tmp_path / "p", {
+        "pipeline.yaml": """
+            apiVersion: mlprism/v1
+            name: demo
+            defaults: [_self_, {model@params.model: rf}]
+            steps: {a: {run: "echo ${params.model.depth}"}}
+        """,
+        "conf/model/rf.yaml": "depth: 5\n",
+        "conf/model/xgb.yaml": "depth: 8\n",
+    })
+    assert compose(spec, ["model@params.model=xgb"]).config["params"]["model"] == {"depth": 8}
+    with pytest.raises(DiagnosticError) as exc:
+        compose(spec, ["model=xgb"])
+    d = exc.value.diagnostics[0]
+    assert (d.code, d.location.override) == ("MLP111", "model=xgb")
+    assert "`model@params.model=xgb`" in d.hint and "+model" not in d.hint, d.hint
 
 
 GROUPS_NAMED_LIKE_KEYS = {
