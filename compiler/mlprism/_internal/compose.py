@@ -666,6 +666,11 @@ def check_interpolation_syntax(data: Any, where: Callable[[str], Location | None
     return diags
 
 
+#: How OmegaConf's interpolation grammar (ANTLR) reports a `${...}` it cannot parse.
+_GRAMMAR_ERROR = re.compile(r"no viable alternative at input|mismatched input|extraneous input|"
+                            r"token recognition error|missing '\}'")
+
+
 class _Fallback(Exception):
     """This value needs OmegaConf itself."""
 
@@ -1250,6 +1255,12 @@ def _hydra_compose(spec_path: Path, primary: dict[str, Any], overrides: Sequence
             deep = [d for diags in (scan.errors.values() if scan else ()) for d in diags if d.code == "MLP103"]
             if deep:
                 raise DiagnosticError(deep)
+        if scan is not None and _GRAMMAR_ERROR.search(text):
+            # a `${` OmegaConf cannot parse in a group file: Hydra names no file, MLP121 does (as in the spec)
+            bad = [d for f in scan.files.values() if isinstance(f.data, dict)
+                   for d in check_interpolation_syntax(f.data, f.source_map.lookup)]
+            if bad:
+                raise DiagnosticError(bad)
         if isinstance(exc, MissingConfigException):
             raise DiagnosticError([_missing_config(exc, overrides, loaded, display, spec_path.stem)])
         if isinstance(exc, ConfigCompositionException | HydraException | OmegaConfBaseException):
