@@ -1363,6 +1363,12 @@ def _missing_config(exc: Exception, overrides: Sequence[str], loaded: Loaded, di
         conf = loaded_dir(loaded, display) / "conf" / group
         options = sorted(p.stem for p in conf.glob("*.yaml")) if conf.is_dir() else []
     hint = did_you_mean(option, options) if option else None
+    if not hint and group and not options:       # a misspelled group: the groups beside it
+        parent, _, name = group.rpartition("/")
+        above = loaded_dir(loaded, display) / "conf" / parent
+        groups = sorted(p.name for p in above.iterdir() if p.is_dir()) if above.is_dir() else []
+        near = did_you_mean(name, groups)
+        hint = near and f"{near[:-1]} (a config group in `conf/{parent + '/' if parent else ''}`)?"
     if not hint:
         hint = (f"available options for `{group}`: {', '.join(options)}" if options
                 else f"config groups live in `conf/{group or '<group>'}/<option>.yaml` beside the spec")
@@ -1378,8 +1384,29 @@ def _missing_config(exc: Exception, overrides: Sequence[str], loaded: Loaded, di
                    or loaded.source_map.lookup(f"defaults.{i}"))
         elif isinstance(entry, str) and entry == wanted:
             loc = loaded.source_map.lookup(f"defaults.{i}")
+    in_file = re.search(r"In '([^']+)'", full)
+    if loc is None and in_file:          # a group file's own defaults list names it (Hydra: "In 'model/rf'")
+        loc = _defaults_entry_in_group_file(loaded_dir(loaded, display), in_file.group(1), group, bool(options))
     loc = loc or _spec_loc(loaded, display)
     return Diagnostic("MLP112", f"config group option not found: {msg}", loc, hint)
+
+
+def _defaults_entry_in_group_file(spec_dir: Path, cfg: str, group: str, known: bool) -> Location | None:
+    """Where `conf/<cfg>.yaml`'s defaults list names `group` (relative to the file's own group, as Hydra
+    reads it: `optimizer: adam` in conf/model/rf.yaml is the group model/optimizer)."""
+    try:
+        sub = load_file(spec_dir / "conf" / f"{cfg}.yaml", f"conf/{cfg}.yaml")
+    except DiagnosticError:
+        return None
+    if not isinstance(sub.data, dict):
+        return None
+    parent = cfg.rpartition("/")[0]
+    names = {group, group[len(parent) + 1:] if parent and group.startswith(parent + "/") else group}
+    for i, entry in enumerate(sub.data.get("defaults") or []):
+        if isinstance(entry, dict) and any(str(k).split()[-1].lstrip("/").split("@")[0] in names for k in entry):
+            return (sub.source_map.lookup(f"defaults.{i}.{next(iter(entry))}", "value" if known else "key")
+                    or sub.source_map.lookup(f"defaults.{i}"))
+    return None
 
 
 def _composition_error(exc: Exception, overrides: Sequence[str], loaded: Loaded, display: str,

@@ -468,3 +468,22 @@ def test_a_group_beside_the_spec_used_by_the_defaults_list_stays_a_group(tmp_pat
     assert compose(spec).config["data"]["raw"]["path"] == "small.csv"
     c = compose(spec, ["~data"])
     assert (c.choices, c.config["data"]["raw"]["path"]) == ({}, "data/raw.csv")
+
+
+def test_a_misspelled_group_in_a_group_files_defaults_is_located_there_with_the_group_beside_it(cli, project) -> None:
+    root = project({
+        "pipeline.yaml": """
+            apiVersion: mlprism/v1
+            name: demo
+            defaults:
+              - _self_
+              - model@params.model: rf
+            steps:
+              a: {run: 'echo ${params.model.depth}'}
+        """,
+        "conf/model/rf.yaml": "defaults:\n  - optimzer: adam\ndepth: 3\n",
+        "conf/model/optimizer/adam.yaml": "lr: 0.1\n",
+    })
+    res = cli("validate", "pipeline.yaml", cwd=root)
+    assert res.code == 2 and res.err.startswith("conf/model/rf.yaml:2:5: error[MLP112]: "), res.err
+    assert "hint: did you mean `optimizer` (a config group in `conf/model/`)?" in res.err
