@@ -23,7 +23,7 @@ from typing import Any
 from mlprism.diagnostics import Diagnostic, DiagnosticError
 from mlprism.runtime.redact import mask, redaction_values
 
-__all__ = ["CONTAINER_WORKDIR", "TIMEOUT_EXIT_CODE", "DockerLauncher", "docker_client", "engine_hint"]
+__all__ = ["CONTAINER_WORKDIR", "TIMEOUT_EXIT_CODE", "DockerLauncher", "docker_client", "engine_hint", "engine_where"]
 
 #: Where the project is mounted inside step containers (compose uses the same path).
 CONTAINER_WORKDIR = "/workspace"
@@ -44,6 +44,11 @@ def engine_hint() -> str:
             "one, and check that your user may use its socket (the `docker` group)")
 
 
+def engine_where() -> str:
+    """The engine mlprism talks to, for messages: DOCKER_HOST, or Docker's default socket."""
+    return os.environ.get("DOCKER_HOST") or "the default socket (unix:///var/run/docker.sock)"
+
+
 def docker_client(timeout: float = 120) -> Any:
     """A connected ``docker.DockerClient``; a Diagnostic (MLP450), not a traceback, when none answers."""
     try:
@@ -52,7 +57,7 @@ def docker_client(timeout: float = 120) -> Any:
         raise DiagnosticError([Diagnostic("MLP450", f"the docker SDK is not installed ({exc})",
                                           hint="pip install 'docker>=7'")])
     host = os.environ.get("DOCKER_HOST")
-    where = host or "the default socket (unix:///var/run/docker.sock)"
+    where = engine_where()
     try:
         client = (docker.DockerClient(base_url=host, timeout=int(timeout)) if host
                   else docker.from_env(timeout=int(timeout)))
@@ -148,6 +153,8 @@ class DockerLauncher:
         except docker.errors.APIError as exc:
             raise DiagnosticError([Diagnostic("MLP453", f"cannot create a container of `{self.image}`: "
                                               f"{exc.explanation or exc}")])
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            raise self._engine_gone(exc)
         pump: threading.Thread | None = None
         with self._lock:
             self._running[container.id] = container
@@ -158,12 +165,17 @@ class DockerLauncher:
                 except docker.errors.APIError as exc:
                     raise DiagnosticError([Diagnostic("MLP453", f"cannot start a container of `{self.image}`: "
                                                       f"{exc.explanation or exc}")])
+                except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+                    raise self._engine_gone(exc)
                 pump = threading.Thread(target=_copy_logs, args=(container, log, self.redact_values), daemon=True)
                 pump.start()
                 try:
                     result = container.wait(timeout=timeout) if timeout else container.wait()
                     status = int(result.get("StatusCode", 1))
-                except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+                except requests.exceptions.RequestException as exc:
+                    # a read timeout (over a unix socket it is a ConnectionError), or the engine went away
+                    if not self._engine_answers():
+                        raise self._engine_gone(exc)
                     _kill(container)
                     status = TIMEOUT_EXIT_CODE
                 pump.join(timeout=10)
@@ -173,6 +185,21 @@ class DockerLauncher:
             with self._lock:
                 self._running.pop(container.id, None)
             _remove(container)
+
+    def _engine_answers(self) -> bool:
+        try:
+            self.client.ping()
+        except Exception:
+            return False
+        return True
+
+    def _engine_gone(self, exc: BaseException) -> DiagnosticError:
+        """The engine stopped answering in the middle of a step (stopped, restarted, its socket gone)."""
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return DiagnosticError([Diagnostic(
+            "MLP450", f"the Docker engine at {engine_where()} stopped answering while the step ran in "
+                      f"`{self.image}` ({reason}); start it again and rerun: the steps that finished are cached",
+            hint=engine_hint())])
 
     def terminate_all(self) -> None:
         """Kill every running step container (the runner is stopping)."""

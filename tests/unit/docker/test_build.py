@@ -126,3 +126,80 @@ def test_container_env_drops_host_only_variables() -> None:
                                         "PYTHONHASHSEED": "0", "API_TOKEN": "x", "MLPRISM_RUN_ID": "r1",
                                         "DOCKER_HOST": "unix:///s"})
     assert env == {"API_TOKEN": "x", "HOME": "/tmp", "MLPRISM_RUN_ID": "r1", "PYTHONHASHSEED": "0"}
+
+
+class _FakeContainer:
+    id = "c0ffee"
+
+    def __init__(self, wait_error: Exception | None) -> None:
+        self.wait_error = wait_error
+        self.killed = False
+
+    def start(self) -> None:
+        pass
+
+    def logs(self, **_: object) -> list[bytes]:
+        return []
+
+    def wait(self, timeout: float | None = None) -> dict[str, int]:
+        if self.wait_error is not None and not self.killed:
+            raise self.wait_error
+        return {"StatusCode": 137}
+
+    def kill(self) -> None:
+        self.killed = True
+
+    def remove(self, force: bool = False) -> None:
+        pass
+
+
+class _FakeClient:
+    """A Docker client whose engine answers (or not) and whose containers fail as told."""
+
+    def __init__(self, *, create_error: Exception | None = None, wait_error: Exception | None = None,
+                 answers: bool = True) -> None:
+        import types
+
+        self.create_error, self.wait_error, self.answers = create_error, wait_error, answers
+        self.images = types.SimpleNamespace(get=lambda name: types.SimpleNamespace(id="sha256:1"))
+        self.containers = types.SimpleNamespace(create=self._create)
+
+    def _create(self, image: str, **_: object) -> _FakeContainer:
+        if self.create_error is not None:
+            raise self.create_error
+        return _FakeContainer(self.wait_error)
+
+    def ping(self) -> bool:
+        if not self.answers:
+            import requests
+
+            raise requests.exceptions.ConnectionError("connection refused")
+        return True
+
+
+@pytest.mark.parametrize("where", ["create", "wait"])
+def test_engine_gone_during_a_step_is_mlp450(tmp_path: Path, where: str) -> None:
+    # the engine stopped while `run --in-docker` ran a step: MLP450 saying so, not MLP001 "internal error"
+    import requests
+    from mlprism.diagnostics import DiagnosticError
+
+    error = (requests.exceptions.ConnectionError("('Connection aborted.', ConnectionResetError(104))")
+             if where == "create" else requests.exceptions.ChunkedEncodingError("Response ended prematurely"))
+    client = _FakeClient(create_error=error if where == "create" else None,
+                         wait_error=error if where == "wait" else None, answers=False)
+    launcher = DockerLauncher("demo-pipeline:dev", tmp_path, client=client, user="1000:1000")
+    with pytest.raises(DiagnosticError) as info:
+        launcher.run("true", cwd=tmp_path, env={}, log_path=tmp_path / "step.log", timeout=None)
+    d = info.value.diagnostics[0]
+    assert d.code == "MLP450"
+    assert "stopped answering" in d.message and "rerun" in d.message
+    assert d.hint
+
+
+def test_read_timeout_of_a_live_engine_is_still_a_timeout(tmp_path: Path) -> None:
+    import requests
+    from mlprism.runtime.container import TIMEOUT_EXIT_CODE
+
+    client = _FakeClient(wait_error=requests.exceptions.ConnectionError("Read timed out."), answers=True)
+    launcher = DockerLauncher("demo-pipeline:dev", tmp_path, client=client, user="1000:1000")
+    assert launcher.run("sleep 9", cwd=tmp_path, env={}, log_path=tmp_path / "step.log", timeout=1) == TIMEOUT_EXIT_CODE
