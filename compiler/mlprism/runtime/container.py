@@ -93,6 +93,10 @@ class DockerLauncher:
                 "MLP452", f"the image `{image}` does not exist in the Docker engine",
                 hint="build it with `mlprism build SPEC` (or pass --image with one that exists)")])
         except docker.errors.APIError as exc:
+            if exc.is_client_error():       # 400: not an image reference at all ("Bad Image!!")
+                raise DiagnosticError([Diagnostic(
+                    "MLP002", f"`{image}` is not a valid image reference: {exc.explanation or exc}",
+                    hint="pass --image NAME:TAG (lowercase name), e.g. the NAME-pipeline:TAG `mlprism build` makes")])
             raise DiagnosticError([Diagnostic("MLP450", f"the Docker engine refused to inspect `{image}`: "
                                               f"{exc.explanation or exc}", hint=engine_hint())])
 

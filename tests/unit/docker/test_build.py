@@ -203,3 +203,25 @@ def test_read_timeout_of_a_live_engine_is_still_a_timeout(tmp_path: Path) -> Non
     client = _FakeClient(wait_error=requests.exceptions.ConnectionError("Read timed out."), answers=True)
     launcher = DockerLauncher("demo-pipeline:dev", tmp_path, client=client, user="1000:1000")
     assert launcher.run("sleep 9", cwd=tmp_path, env={}, log_path=tmp_path / "step.log", timeout=1) == TIMEOUT_EXIT_CODE
+
+
+def test_an_invalid_image_reference_is_not_an_engine_problem(tmp_path: Path) -> None:
+    # `--image 'Bad Image!!'`: the engine answers 400; that is the caller's typo, not "start a Docker engine"
+    import docker.errors
+    import requests
+    from mlprism.diagnostics import DiagnosticError
+
+    response = requests.Response()
+    response.status_code = 400
+
+    def get(name: str) -> None:
+        raise docker.errors.APIError("400 Client Error", response=response,
+                                     explanation="invalid reference format: repository name must be lowercase")
+
+    client = _FakeClient()
+    client.images.get = get
+    with pytest.raises(DiagnosticError) as info:
+        DockerLauncher("Bad Image!!", tmp_path, client=client)
+    d = info.value.diagnostics[0]
+    assert d.code == "MLP002" and "not a valid image reference" in d.message
+    assert "Docker engine" not in (d.hint or "")
