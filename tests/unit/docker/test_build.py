@@ -79,6 +79,22 @@ def test_serving_image_needs_a_registered_model(tmp_path: Path) -> None:
     assert "Traceback" not in asked.err
 
 
+def test_serving_image_of_an_unpromoted_model_hints_promote(tmp_path: Path) -> None:
+    # registered but not in production: "run the pipeline so it registers a model" would not help
+    from mlprism.runtime.registry import ModelRegistry
+
+    project = tmp_path / "full"
+    shutil.copytree(GOLDEN / "full", project, ignore=shutil.ignore_patterns("expected"))
+    artifact = tmp_path / "model.bin"
+    artifact.write_bytes(b"weights")
+    ModelRegistry(project / ".mlprism").register("churn", artifact, run_id="r1", lineage={})
+    out = run_cli("build", "pipeline.yaml", "--prepare-only", cwd=project)
+    assert out.code == 0, out.err
+    assert "skipping the serving image: `churn` has no version in production" in out.err
+    assert "mlprism models promote churn VERSION --stage production" in out.err
+    assert "so it registers a model" not in out.err
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--tag", "latest"], "image tag `latest` is not allowed"),
     (["--base-image", "python"], "--base-image `python` is not pinned"),

@@ -436,10 +436,12 @@ def cmd_build(args: argparse.Namespace) -> int:
                 raise
             wanted.remove("serve")          # by default: build what can be built, and say why not the rest
             if not args.json:
+                cause = exc.diagnostics[0]
+                todo = (f"{cause.hint}, then build again" if cause.code == "MLP407" and cause.hint  # registered, not promoted
+                        else "run the pipeline (`mlprism run`) so it registers a model, then build again")
                 print_diagnostics([Diagnostic(
-                    "MLP452", f"skipping the serving image: {exc.diagnostics[0].message}", None,
-                    f"it bakes in {args.model or manifest['model']}: run the pipeline (`mlprism run`) so it "
-                    "registers a model, then build again", Severity.WARNING)])
+                    "MLP452", f"skipping the serving image: {cause.message}", None,
+                    f"it bakes in {args.model or manifest['model']}: {todo}", Severity.WARNING)])
     if args.prepare_only:
         print(f"staged {context_dir.relative_to(project).as_posix()}/ in {project} (wheel {wheel.name}"
               + (", model " + str(manifest["model"]) if "serve" in wanted else "") + ")")
