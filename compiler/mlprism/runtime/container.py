@@ -190,6 +190,22 @@ class DockerLauncher:
                 self._running.pop(container.id, None)
             _remove(container)
 
+    def reap_orphans(self) -> int:
+        """Kill and remove the step containers of this project that a killed runner left; return how
+        many still ran. Only the holder of the project lock calls this, so none of them is another run's."""
+        try:
+            left = self.client.containers.list(all=True, filters={"label": [
+                "io.mlprism.role=step", f"io.mlprism.project={self.project_dir}"]})
+        except Exception:       # best effort: an engine that cannot list fails the first step instead
+            return 0
+        running = 0
+        for container in left:
+            if getattr(container, "status", "") == "running":
+                running += 1
+                _kill(container)
+            _remove(container)
+        return running
+
     def _engine_answers(self) -> bool:
         try:
             self.client.ping()

@@ -1123,6 +1123,12 @@ class Session:
             self._stack.callback(self.hasher.save)
             self.ledger.mark_interrupted()
             self.launcher = self._launcher(running_dir)
+            reap_containers = getattr(self.launcher, "reap_orphans", None)
+            if reap_containers is not None:     # --in-docker: a killed runner's step containers go on running
+                reaped = reap_containers()
+                if reaped:
+                    self.display.message(f"killed {reaped} step container(s) left running by an interrupted run",
+                                         err=True)
             close = getattr(self.launcher, "close", None)
             if close is not None:
                 self._stack.callback(close)

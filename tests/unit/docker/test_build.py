@@ -241,3 +241,25 @@ def test_an_invalid_image_reference_is_not_an_engine_problem(tmp_path: Path) -> 
     d = info.value.diagnostics[0]
     assert d.code == "MLP002" and "not a valid image reference" in d.message
     assert "Docker engine" not in (d.hint or "")
+
+
+def test_step_containers_a_killed_runner_left_are_reaped(tmp_path: Path) -> None:
+    # `run --in-docker` SIGKILLed: its step container goes on writing into the project; the next run
+    # (which holds the project lock) kills and removes it, as it kills a local run's process groups
+    listed: list[dict[str, object]] = []
+    left = [_FakeContainer(None), _FakeContainer(None)]
+    left[0].status, left[1].status = "running", "exited"          # type: ignore[attr-defined]
+    removed: list[object] = []
+    for c in left:
+        c.remove = lambda force=False, c=c: removed.append(c)      # type: ignore[method-assign]
+
+    def list_(all: bool = False, filters: dict[str, object] | None = None) -> list[_FakeContainer]:
+        listed.append(filters or {})
+        return left
+
+    client = _FakeClient()
+    client.containers.list = list_
+    launcher = DockerLauncher("demo-pipeline:dev", tmp_path, client=client, user="1000:1000")
+    assert launcher.reap_orphans() == 1
+    assert listed == [{"label": ["io.mlprism.role=step", f"io.mlprism.project={tmp_path.resolve()}"]}]
+    assert left[0].killed and not left[1].killed and removed == left
