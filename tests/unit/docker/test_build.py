@@ -263,3 +263,28 @@ def test_step_containers_a_killed_runner_left_are_reaped(tmp_path: Path) -> None
     assert launcher.reap_orphans() == 1
     assert listed == [{"label": ["io.mlprism.role=step", f"io.mlprism.project={tmp_path.resolve()}"]}]
     assert left[0].killed and not left[1].killed and removed == left
+
+
+def test_a_failed_build_shows_its_last_lines_without_colour_codes(tmp_path: Path) -> None:
+    # the classic builder wraps a RUN's stderr in ESC[91m ... ESC[0m; MLP451 showed them as `\x1b[91m`
+    import argparse
+    import types
+
+    from mlprism._internal.cli.docker import _build_one
+    from mlprism.diagnostics import DiagnosticError
+
+    def build(**_: object) -> list[dict[str, object]]:
+        return [{"stream": "Step 11/23 : RUN pip install -r /tmp/requirements.txt\n"},
+                {"stream": "\x1b[91mERROR: Invalid requirement: 'scikit-learn >>>= 1'\n\x1b[0m"},
+                {"error": "The command '/bin/sh -c pip install' returned a non-zero code: 1",
+                 "errorDetail": {"message": "The command '/bin/sh -c pip install' returned a non-zero code: 1"}}]
+
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    client = types.SimpleNamespace(api=types.SimpleNamespace(build=build))
+    args = argparse.Namespace(no_cache=False, network=None, quiet=True)
+    with pytest.raises(DiagnosticError) as info:
+        _build_one(client, project=tmp_path, dockerfile="Dockerfile", tag="x-pipeline:dev", patterns=[],
+                   buildargs={}, args=args, platform=None)
+    message = info.value.diagnostics[0].message
+    assert "ERROR: Invalid requirement" in message
+    assert "\x1b" not in message

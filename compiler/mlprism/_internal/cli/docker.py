@@ -223,6 +223,9 @@ def _stale_note(project: Path, files: dict[str, bytes]) -> list[Diagnostic]:
                        Severity.WARNING)]
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
 def _build_one(client: Any, *, project: Path, dockerfile: str, tag: str, patterns: list[str],
                buildargs: dict[str, str], args: argparse.Namespace, platform: str | None) -> str:
     import docker.errors
@@ -252,7 +255,8 @@ def _build_one(client: Any, *, project: Path, dockerfile: str, tag: str, pattern
             text = chunk.get("stream") or chunk.get("status") or ""
             if text:
                 for line in text.rstrip("\n").splitlines():
-                    tail.append(line)
+                    # the engine colours a RUN's stderr (ESC[91m ... ESC[0m): in a diagnostic it is noise
+                    tail.append(_ANSI.sub("", line))
                     if not args.quiet:
                         print(f"  {line}", file=sys.stderr)
             aux = chunk.get("aux")
