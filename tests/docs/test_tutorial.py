@@ -79,10 +79,14 @@ def test_tutorial_from_init_to_every_target(tmp_path: Path, cli, page: str) -> N
     r = cli("run", "pipeline.yaml", "params.n_estimators=400", cwd=proj)
     assert r.code == 2 and r.err.strip().splitlines()[0] in page, r.err
 
-    # 5. docker: `monitor` is refused unless left out, as the page says
-    assert "MLP302" in cli("compile", "pipeline.yaml", "--target", "docker", "--out", "docker/", cwd=proj).err
-    r = cli("compile", "pipeline.yaml", "--target", "docker", "--out", "docker/", "~monitor", cwd=proj)
-    assert r.code == 0 and {"Dockerfile", "serve.Dockerfile", "compose.yaml"} <= {p.name for p in (proj / "docker").iterdir()}
+    # 5. docker: `monitor` is refused unless left out, as the page says; the files go in the project
+    # directory (compose.yaml's `context: .` and bind `source: .` are relative to the file: from docker/
+    # they would build and mount docker/, without the spec or the code)
+    assert "mlprism compile pipeline.yaml --target docker --out . '~monitor'" in _bash_commands(page, "5. Docker")
+    assert "MLP302" in cli("compile", "pipeline.yaml", "--target", "docker", "--out", ".", cwd=proj).err
+    r = cli("compile", "pipeline.yaml", "--target", "docker", "--out", ".", "~monitor", cwd=proj)
+    assert r.code == 0 and {"Dockerfile", "serve.Dockerfile", "compose.yaml"} <= {p.name for p in proj.iterdir()}
+    assert "source: .\n" in (proj / "compose.yaml").read_text()
 
     # 6. GitHub Actions at the repository root
     r = cli("compile", "pipeline.yaml", "--target", "github-actions", "--out", ".", cwd=proj)
