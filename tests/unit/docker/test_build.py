@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import mlprism
@@ -288,3 +289,26 @@ def test_a_failed_build_shows_its_last_lines_without_colour_codes(tmp_path: Path
     message = info.value.diagnostics[0].message
     assert "ERROR: Invalid requirement" in message
     assert "\x1b" not in message
+
+
+def test_engine_gone_during_a_build_is_mlp450(tmp_path: Path) -> None:
+    # dockerd stopped while `mlprism build` streamed the build: MLP450, not MLP001 "internal error: ProtocolError"
+    import argparse
+    import types
+
+    import urllib3.exceptions
+    from mlprism._internal.cli.docker import _build_one
+    from mlprism.diagnostics import DiagnosticError
+
+    def build(**_: object) -> Iterator[dict[str, str]]:      # a generator, like the SDK's
+        yield {"stream": "Step 11/23 : RUN pip install -r /tmp/requirements.txt\n"}
+        raise urllib3.exceptions.ProtocolError("Connection broken: IncompleteRead(0 bytes read)")
+
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    client = types.SimpleNamespace(api=types.SimpleNamespace(build=build))
+    args = argparse.Namespace(no_cache=False, network=None, quiet=True)
+    with pytest.raises(DiagnosticError) as info:
+        _build_one(client, project=tmp_path, dockerfile="Dockerfile", tag="x-pipeline:dev", patterns=[],
+                   buildargs={}, args=args, platform=None)
+    d = info.value.diagnostics[0]
+    assert d.code == "MLP450" and "stopped answering while building x-pipeline:dev" in d.message and d.hint

@@ -229,6 +229,8 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 def _build_one(client: Any, *, project: Path, dockerfile: str, tag: str, patterns: list[str],
                buildargs: dict[str, str], args: argparse.Namespace, platform: str | None) -> str:
     import docker.errors
+    import requests.exceptions
+    import urllib3.exceptions
     from docker.utils.build import tar
 
     with warnings.catch_warnings():     # the SDK's regex for a `[[]` class warns "possible nested set"
@@ -264,6 +266,16 @@ def _build_one(client: Any, *, project: Path, dockerfile: str, tag: str, pattern
                 image_id = str(aux["ID"])
     except docker.errors.APIError as exc:
         raise DiagnosticError([Diagnostic("MLP451", f"building {tag} failed: {exc.explanation or exc}")])
+    except (docker.errors.DockerException, requests.exceptions.RequestException, urllib3.exceptions.HTTPError,
+            ConnectionError) as exc:
+        # the engine stopped (or restarted) in the middle of the build: its stream broke off
+        from mlprism.runtime.container import engine_hint, engine_where
+
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DiagnosticError([Diagnostic(
+            "MLP450", f"the Docker engine at {engine_where()} stopped answering while building {tag} ({reason}); "
+                      "start it again and rerun `mlprism build`: the layers built so far are cached",
+            None, engine_hint())])
     finally:
         context.close()
     if image_id is None:
