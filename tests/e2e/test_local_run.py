@@ -517,3 +517,22 @@ def test_a_pipeline_without_params_records_none(cli, project) -> None:
     r = cli("runs", "show", "latest", cwd=proj)
     assert r.code == 0 and "params:" not in r.out and " = {}" not in r.out, r.out
     assert json.loads(cli("runs", "show", "latest", "--json", cwd=proj).out)["params"] == {}
+
+
+def test_runs_list_counts_a_failed_step_as_failed_not_cached(cli, project) -> None:
+    spec = """
+apiVersion: mlprism/v1
+name: gated
+steps:
+  score:
+    run: sh score.sh
+    metrics: m.json
+    gate:
+      - {metric: acc, min: 0.9}
+"""
+    proj = project({"pipeline.yaml": spec, "score.sh": "echo '{\"acc\": 0.5}' > m.json\n"})
+    assert cli("run", "pipeline.yaml", cwd=proj).code == 1
+    again = cli("run", "pipeline.yaml", cwd=proj)             # the failed gate, from the cache
+    assert again.code == 1 and "0 ran, 0 cached, 1 failed" in again.out
+    rows = cli("runs", "list", cwd=proj).out.splitlines()[1:]
+    assert len(rows) == 2 and all("0 ran, 0 cached, 1 failed" in r for r in rows), rows
