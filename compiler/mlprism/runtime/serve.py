@@ -377,6 +377,9 @@ def create_app(model: LoadedModel, *, request_log: Path | None = None) -> Any:
         except ValueError:
             return JSONResponse(status_code=422, content={"detail": [_error([], "Body is not valid JSON",
                                                                              "json_invalid")]})
+        except RecursionError:                    # json.loads on thousands of nested [ or {
+            return JSONResponse(status_code=422, content={"detail": [_error(
+                [], "Body is nested too deeply to be read", "json_invalid")]})
         matrix, errors = validate_rows(body, model)
         if errors:
             return JSONResponse(status_code=422, content={"detail": errors})

@@ -138,6 +138,15 @@ def test_invalid_json_is_422(served: tuple[str, Path]) -> None:
     assert r.status_code == 422 and r.json()["detail"][0]["type"] == "json_invalid"
 
 
+@pytest.mark.parametrize("body", ["[" * 100_000 + "]" * 100_000, '{"rows": [' + '{"a": ' * 5000 + "1" + "}" * 5000 + "]}"])
+def test_too_deeply_nested_json_is_422_not_500(served: tuple[str, Path], body: str) -> None:
+    # json.loads raises RecursionError (not a ValueError) on deep nesting: that was a 500 and a traceback
+    url, _ = served
+    r = httpx.post(f"{url}/predict", content=body.encode(), headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["type"] == "json_invalid" and "nested" in r.json()["detail"][0]["msg"]
+
+
 def test_a_request_log_that_cannot_be_written_fails_at_start(registry: ModelRegistry, tmp_path: Path) -> None:
     # was: the server started, then every prediction was a 500 (IsADirectoryError) with a traceback
     model = load_registered(registry.state_dir, "toy@production")
