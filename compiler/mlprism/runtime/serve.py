@@ -244,6 +244,15 @@ class RequestLog:
                 target = self.path if self.path.exists() else self.path.parent
                 if not os.access(target, os.W_OK):
                     problem = f"{'it' if target == self.path else 'its directory'} is not writable"
+                else:           # os.access says yes to root everywhere (/proc, ...): open it as append() will
+                    try:
+                        if self.path.exists():
+                            self.path.open("a", encoding="utf-8").close()
+                        else:           # nothing is left behind before a prediction
+                            self.path.open("x", encoding="utf-8").close()
+                            self.path.unlink()
+                    except OSError as exc:
+                        problem = f"it cannot be opened for writing ({exc.strerror or exc})"
         if problem:
             raise DiagnosticError([Diagnostic("MLP002", f"cannot log requests to {self.path}: {problem}",
                                               hint="give --log-requests (or deploy.serve's log file) a CSV file path "

@@ -153,12 +153,22 @@ def test_a_request_log_that_cannot_be_written_fails_at_start(registry: ModelRegi
     with pytest.raises(DiagnosticError) as exc:
         create_app(model, request_log=tmp_path)                     # a directory
     assert exc.value.diagnostics[0].code == "MLP002" and exc.value.diagnostics[0].hint
+
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(DiagnosticError):
         create_app(model, request_log=blocker / "requests.csv")     # its parent is a file
     create_app(model, request_log=tmp_path / "new" / "requests.csv")
     assert not (tmp_path / "new" / "requests.csv").exists()        # nothing written before a prediction
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_a_request_log_no_file_can_be_created_in_fails_at_start(registry: ModelRegistry) -> None:
+    # /proc passes os.access(W_OK) for root, yet no file can be created there: that was a 500 on every /predict
+    model = load_registered(registry.state_dir, "toy@production")
+    with pytest.raises(DiagnosticError) as exc:
+        create_app(model, request_log=Path("/proc/mlprism-requests.csv"))
+    assert exc.value.diagnostics[0].code == "MLP002" and "cannot log requests" in exc.value.diagnostics[0].message
 
 
 def test_exported_model_dir_serves_the_same(registry: ModelRegistry, tmp_path: Path) -> None:
