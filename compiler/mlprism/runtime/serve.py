@@ -414,6 +414,10 @@ def bind_socket(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+    except OverflowError:                         # a port outside 0-65535 (`--port 99999`)
+        sock.close()
+        raise DiagnosticError([Diagnostic("MLP002", f"cannot listen on {host}:{port}: a port is 0 to 65535",
+                                          hint="choose a port from 1 to 65535 (0 picks a free one)")]) from None
     except OSError as exc:
         sock.close()
         raise DiagnosticError([Diagnostic("MLP002", f"cannot listen on {host}:{port}: {exc.strerror}",

@@ -211,6 +211,14 @@ def test_port_in_use_is_a_diagnostic() -> None:
         sock.close()
 
 
+@pytest.mark.parametrize("port", [65536, 99999, -1])
+def test_port_out_of_range_is_a_diagnostic(port: int) -> None:
+    # was: error[MLP001]: internal error: OverflowError: bind(): port must be 0-65535 (exit 3)
+    with pytest.raises(DiagnosticError) as exc:
+        bind_socket("127.0.0.1", port)
+    assert exc.value.diagnostics[0].code == "MLP002" and "65535" in exc.value.diagnostics[0].message
+
+
 def test_cli_serves_an_exported_model_dir_as_a_real_process(registry: ModelRegistry, tmp_path: Path) -> None:
     """What the serving image runs: `mlprism serve --model-dir /app/model`."""
     import signal
