@@ -555,6 +555,10 @@ class ModelRegistry:
                                               f"that can be written ({exc.strerror or exc})",
                                               hint="give --out a new or existing directory")]) from None
         dest = out_dir / mv.filename
+        meta_path = out_dir / "metadata.json"
+        if meta_path.is_dir():                    # checked first: a failure must not leave a new model beside old metadata
+            raise DiagnosticError([Diagnostic("MLP002", f"cannot export to {out_dir}: {meta_path} is a directory",
+                                              hint="remove it, or give --out another directory")])
         if dest.is_dir():
             shutil.rmtree(dest)
         if mv.kind == "dir":
@@ -569,6 +573,6 @@ class ModelRegistry:
                 "lineage": mv.lineage, "signature": mv.signature}      # no export time: same version, same bytes
         tmp_meta = out_dir / f".metadata.json.{os.getpid()}.tmp"
         tmp_meta.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(tmp_meta, out_dir / "metadata.json")
+        os.replace(tmp_meta, meta_path)
         return dest
 

@@ -152,6 +152,18 @@ def test_export_to_a_path_that_is_a_file_is_a_diagnostic(tmp_path: Path) -> None
     assert taken.read_text() == "not a directory"
 
 
+def test_export_where_metadata_json_is_a_directory_is_a_diagnostic(tmp_path: Path) -> None:
+    # was: error[MLP001]: internal error: IsADirectoryError (exit 3), a .metadata.json.PID.tmp left behind
+    reg = ModelRegistry(tmp_path / ".mlprism")
+    reg.register("churn", _artifact(tmp_path, b"weights"), run_id="r1", lineage=_lineage(0.9, 0.8))
+    out = tmp_path / "out"
+    (out / "metadata.json").mkdir(parents=True)
+    with pytest.raises(DiagnosticError) as exc:
+        reg.export("churn@1", out)
+    assert _code(exc) == "MLP002" and exc.value.diagnostics[0].hint
+    assert sorted(p.name for p in out.iterdir()) == ["metadata.json"]
+
+
 def test_directory_artifacts(tmp_path: Path) -> None:
     reg = ModelRegistry(tmp_path / ".mlprism")
     d = tmp_path / "work" / "model"
