@@ -126,6 +126,8 @@ class DriftReport:
         for c in sorted(self.columns, key=lambda c: -c.score):
             if c.drifted:
                 lines.append(f"  DRIFT {c.name}: {c.score_name} {c.score:.4f}")
+        if self.skipped:        # a feature the current data lacks is said here too, not only in the reports
+            lines.append("  not compared: " + ", ".join(f"{k} ({v})" for k, v in sorted(self.skipped.items())))
         return "\n".join(lines)
 
     def write(self, out_dir: Path, stem: str = "drift") -> tuple[Path, Path]:

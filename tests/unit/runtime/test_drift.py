@@ -116,6 +116,7 @@ def test_files_report_json_and_html(tmp_path: Path) -> None:
     report = compare_files(r, c, method="psi", threshold=0.2, display_base=tmp_path)
     assert report.reference == "data/train.csv" and report.current == "data/live.csv"
     assert report.skipped == {"target": "not in the current data"}
+    assert "not compared: target (not in the current data)" in report.summary()     # on the console too
     age = next(col for col in report.columns if col.name == "age")
     assert age.drifted and age.missing_current == 1 and age.n_current == 499
     assert set(report.meta["data"]) == {"data/train.csv", "data/live.csv"}
