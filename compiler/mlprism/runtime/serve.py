@@ -6,7 +6,8 @@ Endpoints:
   feature order); answers ``{"predictions": [...], "probabilities": [[...]]?, "model": {...}}``.
   Rows are checked against the model's features (its signature, else the estimator's
   ``feature_names_in_``/``n_features_in_``): a bad request gets a 422 whose ``detail`` lists
-  each problem with its location, in FastAPI's own error format.
+  each problem with its location, in FastAPI's own error format. At most :data:`MAX_ROWS` rows
+  a request, and a body of at most :data:`MAX_BODY_BYTES` (else 413, before it is read whole).
 - ``GET /health``    ``{"status": "ok", "model": NAME, "version": N}``.
 - ``GET /metadata``  the model's name, version, stages, hash, flavor, features and lineage.
 
@@ -41,6 +42,7 @@ from typing import Any
 from mlprism.diagnostics import Diagnostic, DiagnosticError
 
 __all__ = [
+    "MAX_BODY_BYTES",
     "MAX_ROWS",
     "LoadedModel",
     "RequestLog",
@@ -54,6 +56,8 @@ __all__ = [
 ]
 
 MAX_ROWS = 10_000
+#: A request body larger than this is refused (413) before it is read whole: a body is parsed in memory.
+MAX_BODY_BYTES = 32 * 1024 * 1024
 Loader = Callable[[Path], Any]
 
 
@@ -381,8 +385,13 @@ def create_app(model: LoadedModel, *, request_log: Path | None = None) -> Any:
                 "predict_proba": model.has_proba}
 
     async def predict(request: Request) -> Any:
+        raw = await _capped_body(request)
+        if raw is None:
+            return JSONResponse(status_code=413, content={"detail": [_error(
+                [], f"Body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MiB; send at most {MAX_ROWS} rows "
+                    "per request", "too_large")]})
         try:
-            body = await request.json()
+            body = json.loads(raw)
         except ValueError:
             return JSONResponse(status_code=422, content={"detail": [_error([], "Body is not valid JSON",
                                                                              "json_invalid")]})
@@ -405,6 +414,22 @@ def create_app(model: LoadedModel, *, request_log: Path | None = None) -> Any:
     predict.__annotations__["request"] = Request
     app.post("/predict", openapi_extra=request_schema)(predict)
     return app
+
+
+async def _capped_body(request: Any) -> bytes | None:
+    """The request's body, or None once it is (or says it is) over MAX_BODY_BYTES: a huge body is refused
+    without being held in memory (it was read and parsed whole, then refused for its rows)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def bind_socket(host: str, port: int) -> socket.socket:

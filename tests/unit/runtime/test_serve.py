@@ -147,6 +147,29 @@ def test_too_deeply_nested_json_is_422_not_500(served: tuple[str, Path], body: s
     assert r.json()["detail"][0]["type"] == "json_invalid" and "nested" in r.json()["detail"][0]["msg"]
 
 
+def test_a_body_over_the_limit_is_413_before_it_is_read(served: tuple[str, Path],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Declared too large (Content-Length), or streamed past the limit without one: 413 either way."""
+    from mlprism.runtime import serve
+
+    monkeypatch.setattr(serve, "MAX_BODY_BYTES", 1000)       # read when a request comes (same process)
+    url, _ = served
+    row = '{"size": 1.0, "weight": 1.0, "age": 1.0}'
+    big = ('{"rows": [' + ", ".join([row] * 50) + "]}").encode()
+    r = httpx.post(f"{url}/predict", content=big, headers={"content-type": "application/json"})
+    assert r.status_code == 413 and r.json()["detail"][0]["type"] == "too_large", r.text
+
+    def chunks() -> Iterator[bytes]:                          # no Content-Length: chunked transfer
+        yield big[:600]
+        yield big[600:]
+
+    r = httpx.post(f"{url}/predict", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413, r.text
+    r = httpx.post(f"{url}/predict", content=('{"rows": [' + row + "]}").encode(),
+                   headers={"content-type": "application/json"})
+    assert r.status_code == 200, r.text
+
+
 def test_a_request_log_that_cannot_be_written_fails_at_start(registry: ModelRegistry, tmp_path: Path) -> None:
     # was: the server started, then every prediction was a 500 (IsADirectoryError) with a traceback
     model = load_registered(registry.state_dir, "toy@production")
