@@ -254,6 +254,9 @@ def chi2_test(reference_counts: Sequence[float], current_counts: Sequence[float]
 
 def read_table(path: Path, label: str) -> tuple[list[str], dict[str, list[str]]]:
     """A CSV file's header and its columns as strings."""
+    if path.is_dir():
+        raise DiagnosticError([Diagnostic("MLP227", f"the {label} data {path} is a directory, not a CSV file",
+                                          hint="point `monitor.drift` at a CSV file with a header row")])
     if not path.is_file():
         raise DiagnosticError([Diagnostic("MLP227", f"the {label} data {path} does not exist",
                                           hint="run the pipeline that produces it, or fix `monitor.drift`")])
@@ -262,7 +265,9 @@ def read_table(path: Path, label: str) -> tuple[list[str], dict[str, list[str]]]
             reader = csv.reader(fh)
             header = next(reader, None)
             if not header:
-                raise DiagnosticError([Diagnostic("MLP227", f"the {label} data {path} is empty (no header row)")])
+                raise DiagnosticError([Diagnostic("MLP227", f"the {label} data {path} is empty (no header row)",
+                                                  hint="drift monitoring reads CSV files with a header row and "
+                                                       "rows of values: is the file still being written?")])
             header = [h.strip() for h in header]
             cols: dict[str, list[str]] = {h: [] for h in header}
             for row in reader:

@@ -179,3 +179,20 @@ def test_a_missing_monitored_file_points_at_its_key_or_override(cli, project) ->
     assert "pipeline.yaml:7:" in r.err, r.err
     r = cli("monitor", "pipeline.yaml", "monitor.drift.current=other.csv", cwd=proj)
     assert r.code == 2 and "monitor.drift.current=other.csv" in r.err and "other.csv" in r.err, r.err
+
+
+@pytest.mark.parametrize("kind", ["empty", "directory", "missing"])
+def test_a_data_file_that_cannot_be_read_says_what_it_is_with_a_hint(tmp_path: Path, kind: str) -> None:
+    from mlprism.diagnostics import DiagnosticError
+    from mlprism.runtime.drift import read_table
+
+    path = tmp_path / "current.csv"
+    if kind == "empty":
+        path.write_text("")
+    elif kind == "directory":
+        path.mkdir()
+    with pytest.raises(DiagnosticError) as exc:
+        read_table(path, "current")
+    [d] = exc.value.diagnostics
+    expected = {"empty": "is empty", "directory": "is a directory", "missing": "does not exist"}[kind]
+    assert d.code == "MLP227" and expected in d.message and d.hint, d.render()
