@@ -11,6 +11,7 @@ import sys
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import mlprism
 import pytest
@@ -266,49 +267,43 @@ def test_step_containers_a_killed_runner_left_are_reaped(tmp_path: Path) -> None
     assert left[0].killed and not left[1].killed and removed == left
 
 
-def test_a_failed_build_shows_its_last_lines_without_colour_codes(tmp_path: Path) -> None:
-    # the classic builder wraps a RUN's stderr in ESC[91m ... ESC[0m; MLP451 showed them as `\x1b[91m`
+def _build_failure(tmp_path: Path, build: Any) -> Any:
+    """The diagnostic `_build_one` raises when the engine's build stream (``build``) goes wrong."""
     import argparse
     import types
 
     from mlprism._internal.cli.docker import _build_one
     from mlprism.diagnostics import DiagnosticError
 
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    client = types.SimpleNamespace(api=types.SimpleNamespace(build=build))
+    args = argparse.Namespace(no_cache=False, network=None, quiet=True)
+    with pytest.raises(DiagnosticError) as info:
+        _build_one(client, project=tmp_path, dockerfile="Dockerfile", tag="x-pipeline:dev", patterns=[],
+                   buildargs={}, args=args, platform=None)
+    return info.value.diagnostics[0]
+
+
+def test_a_failed_build_shows_its_last_lines_without_colour_codes(tmp_path: Path) -> None:
+    # the classic builder wraps a RUN's stderr in ESC[91m ... ESC[0m; MLP451 showed them as `\x1b[91m`
     def build(**_: object) -> list[dict[str, object]]:
         return [{"stream": "Step 11/23 : RUN pip install -r /tmp/requirements.txt\n"},
                 {"stream": "\x1b[91mERROR: Invalid requirement: 'scikit-learn >>>= 1'\n\x1b[0m"},
                 {"error": "The command '/bin/sh -c pip install' returned a non-zero code: 1",
                  "errorDetail": {"message": "The command '/bin/sh -c pip install' returned a non-zero code: 1"}}]
 
-    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
-    client = types.SimpleNamespace(api=types.SimpleNamespace(build=build))
-    args = argparse.Namespace(no_cache=False, network=None, quiet=True)
-    with pytest.raises(DiagnosticError) as info:
-        _build_one(client, project=tmp_path, dockerfile="Dockerfile", tag="x-pipeline:dev", patterns=[],
-                   buildargs={}, args=args, platform=None)
-    message = info.value.diagnostics[0].message
+    message = _build_failure(tmp_path, build).message
     assert "ERROR: Invalid requirement" in message
     assert "\x1b" not in message
 
 
 def test_engine_gone_during_a_build_is_mlp450(tmp_path: Path) -> None:
     # dockerd stopped while `mlprism build` streamed the build: MLP450, not MLP001 "internal error: ProtocolError"
-    import argparse
-    import types
-
     import urllib3.exceptions
-    from mlprism._internal.cli.docker import _build_one
-    from mlprism.diagnostics import DiagnosticError
 
     def build(**_: object) -> Iterator[dict[str, str]]:      # a generator, like the SDK's
         yield {"stream": "Step 11/23 : RUN pip install -r /tmp/requirements.txt\n"}
         raise urllib3.exceptions.ProtocolError("Connection broken: IncompleteRead(0 bytes read)")
 
-    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
-    client = types.SimpleNamespace(api=types.SimpleNamespace(build=build))
-    args = argparse.Namespace(no_cache=False, network=None, quiet=True)
-    with pytest.raises(DiagnosticError) as info:
-        _build_one(client, project=tmp_path, dockerfile="Dockerfile", tag="x-pipeline:dev", patterns=[],
-                   buildargs={}, args=args, platform=None)
-    d = info.value.diagnostics[0]
+    d = _build_failure(tmp_path, build)
     assert d.code == "MLP450" and "stopped answering while building x-pipeline:dev" in d.message and d.hint
