@@ -429,7 +429,7 @@ def _scan(data: dict[str, Any], parsed_overrides: Sequence[Any], file_dirs: Sequ
                 key = key.removeprefix(prefix)
             if "@" in key:
                 scan.exact = False
-            groups.append(key.strip().lstrip("/"))
+            groups.append(key.strip().lstrip("/").split("@")[0])     # `model@params.model`: conf/model/
         else:
             scan.exact = False
     for i, ov in enumerate(parsed_overrides):
@@ -475,6 +475,17 @@ def _scan_file(scan: _Scan, f: Path, group: str, spec_dir: Path) -> None:
         return
     if "defaults" in loaded.data:
         scan.exact = False
+        # the groups its own defaults list picks (`optimizer: adam` in conf/model/rf.yaml is model/optimizer):
+        # loaded too, so a file Hydra fails on is named (MLP121, MLP103 in _hydra_compose)
+        for entry in loaded.data["defaults"] if isinstance(loaded.data["defaults"], list) else ():
+            if not (isinstance(entry, dict) and len(entry) == 1):
+                continue
+            name = str(next(iter(entry))).split()[-1].split("@")[0]
+            sub = name.lstrip("/") if name.startswith("/") or not group else f"{group}/{name}"
+            gdir = f.parents[len(group.split("/")) if group else 0] / sub       # conf/ + the group's path
+            for option in sorted(gdir.glob("*.yaml")) if gdir.is_dir() and not sub.startswith("hydra") else ():
+                if option.resolve() not in scan.files and option.resolve() not in scan.errors:
+                    _scan_file(scan, option, sub, spec_dir)
     header = _header_package(loaded.text)
     prefixes = {(), _dotted_path(group.replace("/", "."))}
     if header is not None:
