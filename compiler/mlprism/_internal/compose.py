@@ -34,6 +34,7 @@ from __future__ import annotations
 import copy
 import functools
 import re
+import shlex
 import sys
 import warnings
 import weakref
@@ -205,17 +206,18 @@ _OVERRIDE_HINT = ("use KEY=VALUE (e.g. `params.lr=0.1`), `+KEY=VALUE` to add, `~
 
 
 def _nesting(value: str) -> int:
-    """How deeply brackets (`[`, `{`, `(`) nest in an override's value, quoted text left out."""
+    """How deeply brackets (`[`, `{`, `(`) nest in an override's value, quoted and escaped (`\\(`) text
+    left out."""
     depth = deepest = 0
     quote = ""
     escaped = False
     for c in value:
-        if quote:
-            if escaped:
-                escaped = False
-            elif c == "\\":
-                escaped = True
-            elif c == quote:
+        if escaped:
+            escaped = False
+        elif c == "\\":
+            escaped = True
+        elif quote:
+            if c == quote:
                 quote = ""
         elif c in "'\"":
             quote = c
@@ -243,7 +245,7 @@ def sweep_without_multirun(ov: str, simple: bool = True) -> Diagnostic:
     """MLP110 for an override with several values (`params.lr=1,2`; not `simple`: `range(...)`, `choice(...)`)
     where one value is needed: every command reports it so (only `mlprism run -m` sweeps)."""
     key, _, value = ov.partition("=")
-    hint = f"add -m to run every value (`mlprism run -m {ov}`)"
+    hint = f"add -m to run every value (`mlprism run -m {shlex.quote(ov)}`)"
     if simple:
         hint += f"; for a list write `{key}=[{value}]`; for one value with a comma, quote it: `'{key}=\"{value}\"'`"
     return Diagnostic("MLP110", "several values for one key make a sweep", Location(override=ov), hint)

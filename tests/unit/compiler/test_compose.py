@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -323,7 +324,14 @@ def test_a_sweep_without_m_is_the_same_mlp110_for_every_command(override: str, c
         seen.add(res.err)
     [err] = seen
     assert err.startswith(f"override `{override}`: error[MLP110]: several values for one key make a sweep\n"), err
-    assert f"hint: add -m to run every value (`mlprism run -m {override}`)" in err
+    assert f"hint: add -m to run every value (`mlprism run -m {shlex.quote(override)}`)" in err   # (pasteable)
+
+
+def test_escaped_brackets_are_text_not_nesting(cli, project) -> None:
+    # `\(` is Hydra's escape for a literal `(`: 70 of them are one flat string, not 70 levels
+    root = project({"pipeline.yaml": ONE_PARAM})
+    res = cli("validate", "pipeline.yaml", "+params.x=" + "\\(" * 70, cwd=root)
+    assert res.code == 0, res.err
 
 
 @pytest.mark.parametrize("value", ["[" * 3000 + "]" * 3000, "{a:" * 3000 + "1" + "}" * 3000, "[" * 65 + "]" * 65])
