@@ -97,6 +97,23 @@ def test_serving_image_of_an_unpromoted_model_hints_promote(tmp_path: Path) -> N
     assert "so it registers a model" not in out.err
 
 
+def test_serving_image_of_an_unregistered_model_still_hints_a_run(tmp_path: Path) -> None:
+    # another model registered, not this one: "run the pipeline", not the registry's own hint ("registered
+    # models: other, then build again")
+    from mlprism.runtime.registry import ModelRegistry
+
+    project = tmp_path / "full"
+    shutil.copytree(GOLDEN / "full", project, ignore=shutil.ignore_patterns("expected"))
+    artifact = tmp_path / "model.bin"
+    artifact.write_bytes(b"weights")
+    ModelRegistry(project / ".mlprism").register("other", artifact, run_id="r1", lineage={})
+    out = run_cli("build", "pipeline.yaml", "--prepare-only", cwd=project)
+    assert out.code == 0, out.err
+    assert "skipping the serving image: no model named `churn` in the registry" in out.err
+    assert "so it registers a model, then build again" in out.err
+    assert "registered models: other, then build again" not in out.err
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--tag", "latest"], "image tag `latest` is not allowed"),
     (["--base-image", "python"], "--base-image `python` is not pinned"),

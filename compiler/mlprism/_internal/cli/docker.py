@@ -453,7 +453,8 @@ def cmd_build(args: argparse.Namespace) -> int:
             wanted.remove("serve")          # by default: build what can be built, and say why not the rest
             if not args.json:
                 cause = exc.diagnostics[0]
-                todo = (f"{cause.hint}, then build again" if cause.code == "MLP407" and cause.hint  # registered, not promoted
+                promote = cause.code == "MLP407" and (cause.hint or "").startswith("promote one: ")
+                todo = (f"{cause.hint}, then build again" if promote         # registered, not promoted
                         else "run the pipeline (`mlprism run`) so it registers a model, then build again")
                 print_diagnostics([Diagnostic(
                     "MLP452", f"skipping the serving image: {cause.message}", None,
