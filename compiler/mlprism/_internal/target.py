@@ -104,7 +104,7 @@ class TargetRegistry:
                 f"installed targets: {', '.join(sorted(self._targets))}" if self._targets else "no target plugin is installed")
             if self._failed:       # the target may be one of theirs: say so (their warnings are not shown here)
                 hint += "; " + ", ".join(f"plugin `{p}`" for p in self._failed) + (
-                    " failed to load: `mlprism plugins` says why")
+                    " failed to load or to register its targets: `mlprism plugins` says why")
             raise DiagnosticError([Diagnostic("MLP300", f"unknown target `{name}`", None, hint)])
 
     def info(self, name: str) -> TargetInfo:

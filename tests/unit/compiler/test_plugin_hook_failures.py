@@ -139,7 +139,7 @@ def test_a_plugin_that_raises_while_registering_leaves_no_target_registered(
     (tmp_path / "pipeline.yaml").write_text(SPEC)
     res = cli("compile", "pipeline.yaml", "-t", "halfway", "-o", "out", cwd=tmp_path)
     assert res.code == 2 and "error[MLP300]: unknown target `halfway`" in res.err, res.err
-    assert "plugin `mlprism_halfway` failed to load: `mlprism plugins` says why" in res.err     # the clue
+    assert "plugin `mlprism_halfway` failed to load or to register its targets: `mlprism plugins` says why" in res.err     # the clue
     assert not (tmp_path / "out").exists()
     listed = json.loads(cli("plugins", "--json").out)
     assert [p["targets"] for p in listed["plugins"] if p["name"] == "mlprism_halfway"] == [[]]
