@@ -81,17 +81,23 @@ def test_serving_image_needs_a_registered_model(tmp_path: Path) -> None:
     assert "Traceback" not in asked.err
 
 
-def test_serving_image_of_an_unpromoted_model_hints_promote(tmp_path: Path) -> None:
-    # registered but not in production: "run the pipeline so it registers a model" would not help
+def _prepare_with_registered(tmp_path: Path, model: str) -> Any:
+    """`build --prepare-only` of the golden `full` project (serving `churn`) with `model` registered, unpromoted."""
     from mlprism.runtime.registry import ModelRegistry
 
     project = tmp_path / "full"
     shutil.copytree(GOLDEN / "full", project, ignore=shutil.ignore_patterns("expected"))
     artifact = tmp_path / "model.bin"
     artifact.write_bytes(b"weights")
-    ModelRegistry(project / ".mlprism").register("churn", artifact, run_id="r1", lineage={})
+    ModelRegistry(project / ".mlprism").register(model, artifact, run_id="r1", lineage={})
     out = run_cli("build", "pipeline.yaml", "--prepare-only", cwd=project)
     assert out.code == 0, out.err
+    return out
+
+
+def test_serving_image_of_an_unpromoted_model_hints_promote(tmp_path: Path) -> None:
+    # registered but not in production: "run the pipeline so it registers a model" would not help
+    out = _prepare_with_registered(tmp_path, "churn")
     assert "skipping the serving image: `churn` has no version in production" in out.err
     assert "mlprism models promote churn VERSION --stage production" in out.err
     assert "so it registers a model" not in out.err
@@ -100,15 +106,7 @@ def test_serving_image_of_an_unpromoted_model_hints_promote(tmp_path: Path) -> N
 def test_serving_image_of_an_unregistered_model_still_hints_a_run(tmp_path: Path) -> None:
     # another model registered, not this one: "run the pipeline", not the registry's own hint ("registered
     # models: other, then build again")
-    from mlprism.runtime.registry import ModelRegistry
-
-    project = tmp_path / "full"
-    shutil.copytree(GOLDEN / "full", project, ignore=shutil.ignore_patterns("expected"))
-    artifact = tmp_path / "model.bin"
-    artifact.write_bytes(b"weights")
-    ModelRegistry(project / ".mlprism").register("other", artifact, run_id="r1", lineage={})
-    out = run_cli("build", "pipeline.yaml", "--prepare-only", cwd=project)
-    assert out.code == 0, out.err
+    out = _prepare_with_registered(tmp_path, "other")
     assert "skipping the serving image: no model named `churn` in the registry" in out.err
     assert "so it registers a model, then build again" in out.err
     assert "registered models: other, then build again" not in out.err
