@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 if TYPE_CHECKING:
     from mlprism.runtime.executor import StepResult
 
-__all__ = ["Display", "LiveDisplay", "NullDisplay", "PlainDisplay", "make_display"]
+__all__ = ["Display", "LiveDisplay", "NullDisplay", "PlainDisplay", "make_display", "step_counts"]
 
 TAIL_EVERY = 0.2
 
@@ -67,6 +67,14 @@ class Display:
     def tick(self) -> None: ...
     def run_finished(self, summary: str, ok: bool) -> None: ...
     def close(self) -> None: ...
+
+
+def step_counts(counts: Mapping[str, int]) -> str:
+    """A run's steps by status, as a run ends and `runs list` shows it: `3 ran, 2 cached, 1 failed`
+    (restored counts as cached; failed, blocked and cancelled only when there are some)."""
+    parts = [f"{counts.get('succeeded', 0)} ran", f"{counts.get('cached', 0) + counts.get('restored', 0)} cached"]
+    parts += [f"{counts[k]} {k}" for k in ("failed", "blocked", "cancelled") if counts.get(k)]
+    return ", ".join(parts)
 
 
 def to_devnull(stream: Any) -> None:

@@ -48,7 +48,7 @@ from mlprism.diagnostics import Diagnostic, DiagnosticError, did_you_mean
 from mlprism.ir import Pipeline, Step
 from mlprism.runtime.cache import SMALL as CACHE_SMALL
 from mlprism.runtime.cache import Cache, OutputEntry, StepRecord, _write_all
-from mlprism.runtime.display import Display, make_display
+from mlprism.runtime.display import Display, make_display, step_counts
 from mlprism.runtime.fingerprint import (
     Fingerprint,
     compute_fingerprint,
@@ -2470,13 +2470,7 @@ def _summary(result: RunResult) -> str:
     if result.status == "succeeded" and ran == 0 and failed == 0:
         head = f"everything up to date ({cached} step{'s' * (cached != 1)} cached)"
     else:
-        parts = [f"{ran} ran", f"{cached} cached"]
-        if failed:
-            parts.append(f"{failed} failed")
-        for k in ("blocked", "cancelled"):
-            if c.get(k):
-                parts.append(f"{c[k]} {k}")
-        head = f"{result.status}: " + ", ".join(parts)
+        head = f"{result.status}: {step_counts(c)}"
     return f"run {result.run_id}: {head} in {result.duration:.2f}s"
 
 

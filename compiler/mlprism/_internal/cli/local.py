@@ -426,16 +426,11 @@ def _dur(run: dict[str, Any]) -> str:
     return "-"
 
 
-def _steps_summary(statuses: list[str]) -> str:
-    """The counts `mlprism run` ends with: a failed step is counted as failed, never as cached (a gate that
-    failed again from the cache was listed as `0 ran, 3 cached`)."""
-    count = {k: statuses.count(k) for k in set(statuses)}
-    parts = [f"{count.get('succeeded', 0)} ran", f"{count.get('cached', 0) + count.get('restored', 0)} cached"]
-    parts += [f"{count[k]} {k}" for k in ("failed", "blocked", "cancelled") if count.get(k)]
-    return ", ".join(parts)
-
-
 def cmd_runs_list(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    from mlprism.runtime.display import step_counts
+
     with _ledger(args) as ledger:
         rows = ledger.list_runs(args.limit, args.spec, include_children=args.all)
         if args.json:
@@ -447,7 +442,7 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
         table = [["run", "pipeline", "kind", "status", "started", "duration", "steps", "overrides"]]
         for r in rows:
             steps = ledger.step_runs(r["id"])
-            summary = (_steps_summary([s["status"] for s in steps]) if r["kind"] == "run"
+            summary = (step_counts(Counter(s["status"] for s in steps)) if r["kind"] == "run"
                        else f"{len(ledger.children(r['id']))} runs")
             table.append([r["id"], r["spec"], r["kind"], r["status"], _when(r["started"]), _dur(r), summary,
                           " ".join(r["overrides"])])
