@@ -23,7 +23,7 @@ from typing import Any
 from mlprism.diagnostics import Diagnostic, DiagnosticError
 from mlprism.runtime.redact import mask, redaction_values
 
-__all__ = ["CONTAINER_WORKDIR", "TIMEOUT_EXIT_CODE", "DockerLauncher", "docker_client", "engine_hint", "engine_where"]
+__all__ = ["CONTAINER_WORKDIR", "TIMEOUT_EXIT_CODE", "DockerLauncher", "docker_client", "engine_gone", "engine_hint", "engine_where"]
 
 #: Where the project is mounted inside step containers (compose uses the same path).
 CONTAINER_WORKDIR = "/workspace"
@@ -47,6 +47,15 @@ def engine_hint() -> str:
 def engine_where() -> str:
     """The engine mlprism talks to, for messages: DOCKER_HOST, or Docker's default socket."""
     return os.environ.get("DOCKER_HOST") or "the default socket (unix:///var/run/docker.sock)"
+
+
+def engine_gone(exc: BaseException, during: str, then: str) -> DiagnosticError:
+    """MLP450 for an engine that stopped answering (stopped, restarted, its socket gone) while ``during``;
+    ``then``: what to do once it is back."""
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return DiagnosticError([Diagnostic(
+        "MLP450", f"the Docker engine at {engine_where()} stopped answering while {during} ({reason}); "
+                  f"start it again and {then}", hint=engine_hint())])
 
 
 def docker_client(timeout: float = 120) -> Any:
@@ -215,11 +224,7 @@ class DockerLauncher:
 
     def _engine_gone(self, exc: BaseException) -> DiagnosticError:
         """The engine stopped answering in the middle of a step (stopped, restarted, its socket gone)."""
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return DiagnosticError([Diagnostic(
-            "MLP450", f"the Docker engine at {engine_where()} stopped answering while the step ran in "
-                      f"`{self.image}` ({reason}); start it again and rerun: the steps that finished are cached",
-            hint=engine_hint())])
+        return engine_gone(exc, f"the step ran in `{self.image}`", "rerun: the steps that finished are cached")
 
     def terminate_all(self) -> None:
         """Kill every running step container (the runner is stopping)."""

@@ -269,13 +269,9 @@ def _build_one(client: Any, *, project: Path, dockerfile: str, tag: str, pattern
     except (docker.errors.DockerException, requests.exceptions.RequestException, urllib3.exceptions.HTTPError,
             ConnectionError) as exc:
         # the engine stopped (or restarted) in the middle of the build: its stream broke off
-        from mlprism.runtime.container import engine_hint, engine_where
+        from mlprism.runtime.container import engine_gone
 
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DiagnosticError([Diagnostic(
-            "MLP450", f"the Docker engine at {engine_where()} stopped answering while building {tag} ({reason}); "
-                      "start it again and rerun `mlprism build`: the layers built so far are cached",
-            None, engine_hint())])
+        raise engine_gone(exc, f"building {tag}", "rerun `mlprism build`: the layers built so far are cached") from exc
     finally:
         context.close()
     if image_id is None:
