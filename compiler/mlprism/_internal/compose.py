@@ -1388,20 +1388,25 @@ def _missing_config(exc: Exception, overrides: Sequence[str], loaded: Loaded, di
     group_ovs = [o for o in overrides if "=" in o and override_key(o).replace("/", ".") == group.replace("/", ".")]
     if group and group_ovs:
         return Diagnostic("MLP112", f"config group option not found: {msg}", Location(override=group_ovs[-1]), hint)
-    loc = None
-    for i, entry in enumerate(loaded.data.get("defaults") or []):
-        if isinstance(entry, dict) and any(str(k).split()[-1].lstrip("/").split("@")[0] == group for k in entry):
-            # an unknown group: point at its name; an unknown option of a known group: at the option
-            prefer = "value" if options else "key"
-            loc = (loaded.source_map.lookup(f"defaults.{i}.{next(iter(entry))}", prefer)
-                   or loaded.source_map.lookup(f"defaults.{i}"))
-        elif isinstance(entry, str) and entry == wanted:
-            loc = loaded.source_map.lookup(f"defaults.{i}")
+    loc = _defaults_entry(loaded, {group}, bool(options), wanted)
     in_file = re.search(r"In '([^']+)'", full)
     if loc is None and in_file:          # a group file's own defaults list names it (Hydra: "In 'model/rf'")
         loc = _defaults_entry_in_group_file(loaded_dir(loaded, display), in_file.group(1), group, bool(options))
     loc = loc or _spec_loc(loaded, display)
     return Diagnostic("MLP112", f"config group option not found: {msg}", loc, hint)
+
+
+def _defaults_entry(loaded: Loaded, groups: set[str], known: bool, wanted: str = "") -> Location | None:
+    """Where `loaded`'s defaults list names one of `groups` (the last such entry), or is the string `wanted`:
+    an unknown group at its name, an unknown option of a `known` group at the option."""
+    loc = None
+    for i, entry in enumerate(loaded.data.get("defaults") or []):
+        if isinstance(entry, dict) and any(str(k).split()[-1].lstrip("/").split("@")[0] in groups for k in entry):
+            loc = (loaded.source_map.lookup(f"defaults.{i}.{next(iter(entry))}", "value" if known else "key")
+                   or loaded.source_map.lookup(f"defaults.{i}"))
+        elif wanted and isinstance(entry, str) and entry == wanted:
+            loc = loaded.source_map.lookup(f"defaults.{i}")
+    return loc
 
 
 def _defaults_entry_in_group_file(spec_dir: Path, cfg: str, group: str, known: bool) -> Location | None:
@@ -1414,12 +1419,8 @@ def _defaults_entry_in_group_file(spec_dir: Path, cfg: str, group: str, known: b
     if not isinstance(sub.data, dict):
         return None
     parent = cfg.rpartition("/")[0]
-    names = {group, group[len(parent) + 1:] if parent and group.startswith(parent + "/") else group}
-    for i, entry in enumerate(sub.data.get("defaults") or []):
-        if isinstance(entry, dict) and any(str(k).split()[-1].lstrip("/").split("@")[0] in names for k in entry):
-            return (sub.source_map.lookup(f"defaults.{i}.{next(iter(entry))}", "value" if known else "key")
-                    or sub.source_map.lookup(f"defaults.{i}"))
-    return None
+    return _defaults_entry(sub, {group, group[len(parent) + 1:] if parent and group.startswith(parent + "/") else group},
+                           known)
 
 
 def _composition_error(exc: Exception, overrides: Sequence[str], loaded: Loaded, display: str,
