@@ -940,8 +940,9 @@ def compose(spec_path: Path, overrides: Sequence[str] = (), search_paths: Sequen
     """
     spec_path = spec_path.resolve() if not spec_path.is_absolute() else spec_path
     display = display or str(spec_path)
-    check_spec_name(spec_path, display)
-    loaded = loaded or load_file(spec_path, display)
+    if loaded is None:                  # (load_pipeline checks the name before the file it hands over)
+        check_spec_name(spec_path, display)
+        loaded = load_file(spec_path, display)
     if loaded.data is None:
         raise DiagnosticError([Diagnostic("MLP202", "the spec is empty", Location(display, 1, 1),
                                           "a spec needs at least `apiVersion: mlprism/v1`, `name:` and `steps:`; "
