@@ -1374,8 +1374,7 @@ def _missing_config(exc: Exception, overrides: Sequence[str], loaded: Loaded, di
     options_m = re.search(r"Available options[^:]*:\s*(.*?)(?:\n\S|\Z)", full, re.S)
     options = re.findall(r"[\w.-]+", options_m.group(1)) if options_m else []
     if not options and group:   # Hydra does not always list them: look at the group's directories
-        conf = loaded_dir(loaded, display) / "conf" / group
-        options = sorted(p.stem for p in conf.glob("*.yaml")) if conf.is_dir() else []
+        options = group_options(loaded_dir(loaded, display) / "conf" / group)
     hint = did_you_mean(option, options) if option else None
     if not hint and group and not options:       # a misspelled group: the groups beside it
         parent, _, name = group.rpartition("/")
@@ -1395,6 +1394,11 @@ def _missing_config(exc: Exception, overrides: Sequence[str], loaded: Loaded, di
         loc = _defaults_entry_in_group_file(loaded_dir(loaded, display), in_file.group(1), group, bool(options))
     loc = loc or _spec_loc(loaded, display)
     return Diagnostic("MLP112", f"config group option not found: {msg}", loc, hint)
+
+
+def group_options(group_dir: Path) -> list[str]:
+    """A config group's options: the names of the `.yaml` files in its directory (none if it is not one)."""
+    return sorted(f.stem for f in group_dir.glob("*.yaml") if f.is_file()) if group_dir.is_dir() else []
 
 
 def _defaults_entry(loaded: Loaded, groups: set[str], known: bool, wanted: str = "") -> Location | None:

@@ -37,7 +37,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from mlprism._internal.compose import check_override_nesting, override_key
+from mlprism._internal.compose import check_override_nesting, group_options, override_key
 from mlprism._internal.overrides import hydra_value
 from mlprism.diagnostics import Diagnostic, DiagnosticError, Location
 from mlprism.ir import Pipeline
@@ -97,7 +97,7 @@ def _glob_options(ov: str, group: str, glob: Any, spec_dir: Path | None) -> str:
         raise DiagnosticError([Diagnostic("MLP226", f"`{ov}`: glob() sweeps the options of a config group, and "
                                           f"`conf/{group}/` does not exist", Location(override=ov),
                                           "sweep a key by listing its values: params.lr=0.1,0.01")])
-    options = sorted(f.stem for f in gdir.glob("*.yaml") if f.is_file())
+    options = group_options(gdir)
     chosen = glob.filter(options)
     if not chosen:
         raise DiagnosticError([Diagnostic("MLP226", f"`{ov}` matches no option of the config group `{group}`",
